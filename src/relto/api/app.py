@@ -1,0 +1,205 @@
+"""The app factory: TAXII 2.1 routes over a Node. Section numbers refer to the TAXII 2.1 specification."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from relto import __version__
+from relto.api.auth import party_of
+from relto.api.errors import error_response, handle_relto_error
+from relto.domain.errors import PayloadTooLarge, ReltoError
+from relto.domain.markings import relto_extension_definition, relto_identity
+from relto.domain.timestamps import format_timestamp
+from relto.node import Node, Page
+from relto.taxii import envelopes
+from relto.taxii.filters import Filters, parse_filters
+from relto.taxii.media import STIX, TAXII, check_accept, check_content_type
+
+API_ROOT = "/api/"
+_OBJECT_PARAMS = {"added_after", "limit", "next", "match[version]", "match[spec_version]"}
+_DELETE_PARAMS = {"match[version]", "match[spec_version]"}
+
+
+def taxii(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A response in the TAXII 2.1 media type."""
+    return Response(body, status_code=status, media_type=TAXII, headers=headers)
+
+
+def create_app(node: Node) -> FastAPI:
+    """Build the ASGI app for one node."""
+    app = FastAPI(title="relto", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.node = node
+    app.add_exception_handler(ReltoError, handle_relto_error)
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        what = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(exc.status_code, "")
+        return error_response(exc.status_code, str(exc.detail), what or str(exc.detail))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+    def filters(request: Request, allowed: set[str] | None = None, versions: tuple[str, ...] = ("last",)) -> Filters:
+        s = node.settings
+        return parse_filters(
+            request.query_params.multi_items(),
+            default_limit=s.default_page_size,
+            max_limit=s.max_page_size,
+            allowed=allowed,
+            default_versions=versions,
+        )
+
+    def paged(page: Page, body: bytes) -> Response:
+        headers = {}
+        if page.rows:
+            headers["X-TAXII-Date-Added-First"] = format_timestamp(page.rows[0].date_added)
+            headers["X-TAXII-Date-Added-Last"] = format_timestamp(page.rows[-1].date_added)
+        return taxii(body, headers=headers)
+
+    def get(path: str) -> Callable[[Callable[..., Any]], Callable[..., Awaitable[Response]]]:
+        """Register a GET route whose sync handler runs in the thread pool after Accept and auth checks."""
+
+        def register(handler: Callable[..., Response]) -> Callable[..., Awaitable[Response]]:
+            async def endpoint(request: Request) -> Response:
+                check_accept(request.headers.get("accept"))
+                return await run_in_threadpool(handler, request, **request.path_params)
+
+            endpoint.__name__ = handler.__name__
+            endpoint.__doc__ = handler.__doc__
+            app.add_api_route(path, endpoint, methods=["GET"])
+            return endpoint
+
+        return register
+
+    @get("/taxii2/")
+    def discovery(request: Request) -> Response:
+        """4.1 Server Discovery."""
+        party_of(request)
+        root = str(request.base_url).rstrip("/") + API_ROOT
+        doc = {
+            "title": node.info.title,
+            "description": f"relto node of {node.info.nation}: STIX 2.1 releasable to each nation exactly",
+            "default": root,
+            "api_roots": [root],
+        }
+        return taxii(orjson.dumps(doc))
+
+    @get(API_ROOT)
+    def api_root(request: Request) -> Response:
+        """4.2 Get API Root Information."""
+        party_of(request)
+        doc = {
+            "title": f"{node.info.title} API root",
+            "versions": [TAXII],
+            "max_content_length": node.settings.max_content_length,
+        }
+        return taxii(orjson.dumps(doc))
+
+    def status(request: Request, status_id: str) -> Response:
+        """4.3 Get Status (answered with and without the trailing slash)."""
+        return taxii(node.status(party_of(request), status_id))
+
+    get(API_ROOT + "status/{status_id}/")(status)
+    get(API_ROOT + "status/{status_id}")(status)
+
+    def collection_doc(record: Any, can_write: bool) -> dict[str, Any]:
+        return {
+            "id": record.id,
+            "title": record.title,
+            "description": record.description,
+            "can_read": True,
+            "can_write": can_write,
+            "media_types": [STIX],
+        }
+
+    @get(API_ROOT + "collections/")
+    def collections(request: Request) -> Response:
+        """5.1 Get Collections, sorted by id."""
+        party = party_of(request)
+        docs = [collection_doc(c, party.can_write) for c in node.collections()]
+        return taxii(orjson.dumps({"collections": docs} if docs else {}))
+
+    @get(API_ROOT + "collections/{collection_id}/")
+    def collection(request: Request, collection_id: str) -> Response:
+        """5.2 Get a Collection."""
+        party = party_of(request)
+        return taxii(orjson.dumps(collection_doc(node.collection(collection_id), party.can_write)))
+
+    @get(API_ROOT + "collections/{collection_id}/manifest/")
+    def manifest(request: Request, collection_id: str) -> Response:
+        """5.3 Get Object Manifests."""
+        page = node.read(party_of(request), collection_id, filters(request))
+        return paged(page, envelopes.manifest(page.rows, page.more, page.next))
+
+    @get(API_ROOT + "collections/{collection_id}/objects/")
+    def objects(request: Request, collection_id: str) -> Response:
+        """5.4 Get Objects."""
+        page = node.read(party_of(request), collection_id, filters(request))
+        return paged(page, envelopes.envelope([r.body for r in page.rows], page.more, page.next))
+
+    @app.post(API_ROOT + "collections/{collection_id}/objects/")
+    async def add_objects(request: Request, collection_id: str) -> Response:
+        """5.5 Add Objects: stored before we answer, so the status is complete."""
+        check_accept(request.headers.get("accept"))
+        party = await run_in_threadpool(party_of, request)
+        check_content_type(request.headers.get("content-type"))
+        body = await _read_body(request, node.settings.max_content_length)
+        objects_ = envelopes.parse_envelope(body)
+        result = await run_in_threadpool(node.publish, party, collection_id, objects_)
+        return taxii(orjson.dumps(result), status=202)
+
+    @get(API_ROOT + "collections/{collection_id}/objects/{object_id}/")
+    def get_object(request: Request, collection_id: str, object_id: str) -> Response:
+        """5.6 Get an Object."""
+        page = node.read_object(party_of(request), collection_id, object_id, filters(request, _OBJECT_PARAMS))
+        return paged(page, envelopes.envelope([r.body for r in page.rows], page.more, page.next))
+
+    @app.delete(API_ROOT + "collections/{collection_id}/objects/{object_id}/")
+    async def delete_object(request: Request, collection_id: str, object_id: str) -> Response:
+        """5.7 Delete an Object."""
+        check_accept(request.headers.get("accept"))
+
+        def work() -> None:
+            party = party_of(request)
+            node.delete_object(party, collection_id, object_id, filters(request, _DELETE_PARAMS, ("all",)))
+
+        await run_in_threadpool(work)
+        return taxii(b"{}")
+
+    @get(API_ROOT + "collections/{collection_id}/objects/{object_id}/versions/")
+    def versions(request: Request, collection_id: str, object_id: str) -> Response:
+        """5.8 Get Object Versions."""
+        allowed = {"added_after", "limit", "next", "match[spec_version]"}
+        page = node.object_versions(party_of(request), collection_id, object_id, filters(request, allowed))
+        return paged(page, envelopes.versions(page.rows, page.more, page.next))
+
+    @get("/relto/extension-definition/")
+    def extension_definition(request: Request) -> Response:
+        """relto's own: the extension-definition of the releasability marking and its author identity."""
+        party_of(request)
+        bundle = {"objects": [relto_identity(), relto_extension_definition()]}
+        return taxii(orjson.dumps(bundle))
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; this server takes at most {limit} (max_content_length)")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body passes {limit} bytes, this server's max_content_length")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,318 @@
+"""The `relto` command: the only place that assembles settings, store, node and app."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from relto import __version__
+from relto.domain.communities import Community, Membership, check_community_name, default_communities
+from relto.domain.errors import ReltoError
+from relto.domain.levels import DEFAULT_LEVELS, Ladder
+from relto.domain.markings import TLP_IDS, releasability_marking, tlp_definition
+from relto.domain.parties import check_nation
+from relto.domain.timestamps import now_micros
+from relto.domain.tokens import make_token
+from relto.node import Node
+from relto.settings import Settings
+from relto.store import Store, open_store
+from relto.store.base import NodeInfo, TokenRecord
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def err(message: str) -> None:
+    """A message for the human, on stderr (stdout carries only what scripts capture)."""
+    click.echo(message, err=True)
+
+
+def node_options(f: F) -> F:
+    """--data and --database, shared by every command that opens a node."""
+    f = click.option(
+        "--database",
+        envvar="RELTO_DATABASE_URL",
+        help="Database URL (sqlite:///PATH); overrides --data. Env: RELTO_DATABASE_URL.",
+    )(f)
+    f = click.option(
+        "--data",
+        envvar="RELTO_DATA",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="The node's data directory (holds relto.db). Env: RELTO_DATA.",
+    )(f)
+    return f
+
+
+def _open(data: Path | None, database: str | None) -> Store:
+    return open_store(data=data, url=database)
+
+
+def _open_node(data: Path | None, database: str | None) -> Node:
+    store = _open(data, database)
+    if not store.initialised():
+        raise ReltoError("this data directory holds no relto node yet: run `relto init --data DIR --nation XXX`")
+    return Node(store, Settings.from_env())
+
+
+class ReltoGroup(click.Group):
+    """Turns domain errors into one clear line and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReltoError as exc:
+            err(f"Error: {exc.message}")
+            sys.exit(2)
+
+
+@click.group(cls=ReltoGroup)
+@click.version_option(__version__, prog_name="relto")
+def main() -> None:
+    """relto: a coalition intelligence-sharing node (STIX 2.1 over TAXII 2.1).
+
+    Start with `relto demo`, or create a node with `relto init --data DIR --nation GBR`.
+    """
+
+
+@main.command()
+@node_options
+@click.option("--nation", required=True, help="The operating nation, ISO 3166-1 alpha-3 (e.g. GBR).")
+@click.option("--title", default=None, help="The node's title in TAXII discovery.")
+@click.option(
+    "--levels",
+    default=",".join(DEFAULT_LEVELS),
+    show_default=True,
+    help="The classification ladder, lowest first, comma-separated.",
+)
+def init(data: Path | None, database: str | None, nation: str, title: str | None, levels: str) -> None:
+    """Create a node and print its first admin token (shown once) on stdout."""
+    nation = check_nation(nation)
+    ladder = Ladder.of(levels.split(","))
+    store = _open(data, database)
+    info = NodeInfo(
+        node_id=str(uuid.uuid4()), nation=nation, levels=ladder.levels, title=title or f"relto node ({nation})"
+    )
+    store.initialise(info, default_communities())
+    token = _issue(store, nation=nation, clearance=ladder.levels[-1], organisation="", name="admin", admin=True)
+    err(f"Created a relto node for {nation}. The admin token below is shown once: keep it safe.")
+    click.echo(token)
+
+
+def _issue(
+    store: Store, *, nation: str, clearance: str, organisation: str, name: str, admin: bool = False,
+    can_write: bool = True,
+) -> str:
+    new = make_token()
+    store.add_token(
+        TokenRecord(
+            id=0, key_id=new.key_id, secret_hash=new.secret_hash, nation=nation, organisation=organisation,
+            name=name, clearance=clearance, admin=admin, can_write=can_write, created=now_micros(), revoked=None,
+        )
+    )
+    return new.value
+
+
+@main.group()
+def token() -> None:
+    """Issue, list and revoke tokens."""
+
+
+@token.command("issue")
+@node_options
+@click.option("--nation", required=True, help="The token holder's nation (ISO 3166-1 alpha-3).")
+@click.option("--clearance", required=True, help="A level of the node's ladder, e.g. SECRET.")
+@click.option("--org", "organisation", default="", help="The holder's organisation.")
+@click.option("--name", default="", help="A name to recognise the token by.")
+@click.option("--admin", is_flag=True, help="May manage the node (delete any object, read any status).")
+@click.option("--read-only", is_flag=True, help="May read but not publish.")
+def token_issue(
+    data: Path | None, database: str | None, nation: str, clearance: str, organisation: str, name: str,
+    admin: bool, read_only: bool,
+) -> None:
+    """Issue a token and print it alone on stdout (it is shown once and stored only as a hash)."""
+    node = _open_node(data, database)
+    level = node.ladder.name(node.ladder.rank(clearance))
+    value = _issue(
+        node.store, nation=check_nation(nation), clearance=level, organisation=organisation, name=name,
+        admin=admin, can_write=not read_only,
+    )
+    click.echo(value)
+
+
+@token.command("list")
+@node_options
+def token_list(data: Path | None, database: str | None) -> None:
+    """List tokens (never their secrets)."""
+    node = _open_node(data, database)
+    for t in node.store.tokens():
+        state = "revoked" if t.revoked else "active"
+        flags = ",".join(f for f, on in (("admin", t.admin), ("read-only", not t.can_write)) if on)
+        click.echo(f"{t.key_id}\t{t.nation}\t{t.clearance}\t{t.organisation or '-'}\t{t.name or '-'}\t{state}\t{flags}")
+
+
+@token.command("revoke")
+@node_options
+@click.argument("key_id")
+def token_revoke(data: Path | None, database: str | None, key_id: str) -> None:
+    """Revoke a token by its key id (the 16 hex digits after `rt_`, as `token list` shows)."""
+    node = _open_node(data, database)
+    if not node.store.revoke_token(key_id, now_micros()):
+        raise ReltoError(f"no active token with key id {key_id!r}")
+    err(f"Revoked {key_id}.")
+
+
+@main.group()
+def collection() -> None:
+    """Create and list TAXII collections."""
+
+
+@collection.command("add")
+@node_options
+@click.argument("title")
+@click.option("--description", default="", help="What the collection holds.")
+def collection_add(data: Path | None, database: str | None, title: str, description: str) -> None:
+    """Create a collection and print its id alone on stdout."""
+    node = _open_node(data, database)
+    click.echo(node.add_collection(title, description).id)
+
+
+@collection.command("list")
+@node_options
+def collection_list(data: Path | None, database: str | None) -> None:
+    """List collections: id and title."""
+    node = _open_node(data, database)
+    for c in node.collections():
+        click.echo(f"{c.id}\t{c.title}")
+
+
+@main.group()
+def community() -> None:
+    """List and edit communities (NATO, EU, FVEY, IP4, ...) and their membership history."""
+
+
+def _community_json(c: Community) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "description": c.description,
+        "members": [
+            {"nation": m.nation, "since": m.since.isoformat(), "until": m.until.isoformat() if m.until else None}
+            for m in c.members
+        ],
+    }
+
+
+@community.command("list")
+@node_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: name, members with since/until.")
+def community_list(data: Path | None, database: str | None, as_json: bool) -> None:
+    """List communities and their members today (all spells with --json)."""
+    node = _open_node(data, database)
+    communities = node.store.communities()
+    if as_json:
+        click.echo(orjson.dumps([_community_json(c) for c in communities], option=orjson.OPT_INDENT_2).decode())
+        return
+    today = date.today()
+    for c in communities:
+        click.echo(f"{c.name}\t{', '.join(sorted(c.members_on(today)))}")
+
+
+@community.command("join")
+@node_options
+@click.argument("name")
+@click.argument("nation")
+@click.option("--since", default=None, help="First day of membership (YYYY-MM-DD); default today.")
+@click.option("--description", default=None, help="Description, when creating a new community.")
+def community_join(
+    data: Path | None, database: str | None, name: str, nation: str, since: str | None, description: str | None
+) -> None:
+    """Add NATION to community NAME (creating the community if new)."""
+    node = _open_node(data, database)
+    name, nation = check_community_name(name), check_nation(nation)
+    day = _day(since) if since else date.today()
+    current = {c.name: c for c in node.store.communities()}.get(name, Community(name, description or ""))
+    if current.has_member(nation, day):
+        raise ReltoError(f"{nation} is already a member of {name} on {day}")
+    spells = (*current.members, Membership(nation, day))
+    node.store.put_community(Community(name, description or current.description, spells))
+    err(f"{nation} is a member of {name} from {day}.")
+
+
+@community.command("leave")
+@node_options
+@click.argument("name")
+@click.argument("nation")
+@click.option("--on", "on", default=None, help="First day no longer a member (YYYY-MM-DD); default today.")
+def community_leave(data: Path | None, database: str | None, name: str, nation: str, on: str | None) -> None:
+    """End NATION's membership of community NAME (history is kept)."""
+    node = _open_node(data, database)
+    name, nation = check_community_name(name), check_nation(nation)
+    day = _day(on) if on else date.today()
+    found = {c.name: c for c in node.store.communities()}.get(name)
+    if found is None or not any(m.nation == nation and m.until is None for m in found.members):
+        raise ReltoError(f"{nation} has no open membership of {name}")
+    spells = tuple(
+        Membership(m.nation, m.since, day) if m.nation == nation and m.until is None else m for m in found.members
+    )
+    node.store.put_community(Community(found.name, found.description, spells))
+    err(f"{nation} leaves {name} on {day}.")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ReltoError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+@main.command()
+@click.option("--classification", required=True, help="A level (e.g. SECRET) or ACS code (U, C, S, TS).")
+@click.option("--rel-to", "rel_to", required=True, help="Nations and communities, comma-separated: GBR,KOR,NATO.")
+@click.option("--tlp", type=click.Choice(sorted(TLP_IDS)), default=None, help="A TLP 2.0 marking to add.")
+@click.option("--levels", default=",".join(DEFAULT_LEVELS), show_default=True, help="The classification ladder.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the default is also JSON; kept for scripts).")
+def mark(classification: str, rel_to: str, tlp: str | None, levels: str, as_json: bool) -> None:
+    """Print the marking refs and definitions to put in a bundle: {"refs": [...], "definitions": [...]}."""
+    del as_json
+    ladder = Ladder.of(levels.split(","))
+    definitions = [releasability_marking(classification, rel_to.split(","), ladder)]
+    if tlp:
+        definitions.append(tlp_definition(tlp))
+    doc = {"refs": [d["id"] for d in definitions], "definitions": definitions}
+    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.command()
+@node_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+def serve(data: Path | None, database: str | None, host: str, port: int) -> None:
+    """Serve the node's TAXII 2.1 API."""
+    node = _open_node(data, database)
+    node.purge_statuses()
+    _serve(node, host, port)
+
+
+def _serve(node: Node, host: str, port: int) -> None:
+    import uvicorn
+
+    from relto.api import create_app
+
+    uvicorn.run(create_app(node), host=host, port=port, log_level="warning", access_log=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on (0: any free port).")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the demo node here instead of a throwaway directory.")
+def demo(host: str, port: int, data: Path | None) -> None:
+    """Start a throwaway demo node: a small coalition, sample intelligence, tokens printed; Ctrl-C stops."""
+    from relto.demo import run_demo
+
+    run_demo(host=host, port=port, data=data)

@@ -1,0 +1,107 @@
+"""`relto demo`: a throwaway node with a small coalition and fictional sample intelligence."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from relto.domain.communities import default_communities
+from relto.domain.markings import releasability_marking, tlp_definition
+from relto.node import Node
+from relto.settings import Settings
+from relto.store import open_store
+from relto.store.base import NodeInfo
+from relto.taxii.filters import Filters
+
+NATIONS = ("GBR", "USA", "KOR", "UKR")
+
+
+def sample_items() -> list[dict[str, Any]]:
+    """The fictional demo intelligence shipped with the package."""
+    raw = resources.files("relto.demo").joinpath("intel.json").read_bytes()
+    items: list[dict[str, Any]] = orjson.loads(raw)["items"]
+    return items
+
+
+def seed(node: Node, tokens: dict[str, str], collection_id: str) -> int:
+    """Publish every sample item as its nation, with its markings; return how many were stored."""
+    stored = 0
+    for item in sample_items():
+        marking = item["marking"]
+        definitions = [releasability_marking(marking["classification"], marking["rel_to"], node.ladder)]
+        if marking.get("tlp"):
+            definitions.append(tlp_definition(marking["tlp"]))
+        obj = {**item["object"], "object_marking_refs": [d["id"] for d in definitions]}
+        party = node.authenticate(tokens[item["publisher"]])
+        status = node.publish(party, collection_id, [*definitions, obj])
+        if status["failure_count"]:
+            raise RuntimeError(f"demo data failed to load: {status['failures']}")
+        stored += 1
+    return stored
+
+
+def build(data: Path) -> tuple[Node, dict[str, str], str]:
+    """Create the demo node in `data`: GBR hub, one token per nation, one collection, sample data."""
+    from relto.cli import _issue
+
+    store = open_store(data=data)
+    info = NodeInfo(node_id="demo", nation="GBR", levels=("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL",
+                    "SECRET", "TOP SECRET"), title="relto demo: coalition hub")
+    store.initialise(info, default_communities())
+    tokens = {n: _issue(store, nation=n, clearance="SECRET", organisation=f"{n} analysts (demo)",
+                        name=f"{n} analyst") for n in NATIONS}
+    node = Node(store, Settings.from_env())
+    coll = node.add_collection("Coalition intelligence (demo)", "Fictional demo data: North Korean forces, 2024")
+    seed(node, tokens, coll.id)
+    return node, tokens, coll.id
+
+
+def _free_port(host: str, wanted: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind((host, wanted))
+            return wanted
+        except OSError:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+
+
+def run_demo(*, host: str, port: int, data: Path | None) -> None:
+    """Build the demo node, print how to use it, and serve it until Ctrl-C."""
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="relto-demo-") as tmp:
+        where = data or Path(tmp)
+        node, tokens, coll = build(where)
+        actual = _free_port(host, port)
+        base = f"http://{host}:{actual}"
+        everything = Filters(limit=10_000)
+        table = Table(title="Demo tokens (fictional coalition; each nation sees what is releasable to it)")
+        for column in ("nation", "clearance", "objects visible", "token"):
+            table.add_column(column)
+        for nation, value in tokens.items():
+            seen = len(node.read(node.authenticate(value), coll, everything).rows)
+            table.add_row(nation, "SECRET", str(seen), value)
+        console.print(table)
+        if actual != port:
+            console.print(f"[yellow]Port {port} is busy; using {actual}.[/yellow]")
+        console.print(f"TAXII discovery: {base}/taxii2/   collection: {base}/api/collections/{coll}/")
+        console.print("Try it (each nation gets a different answer):")
+        console.print(
+            f"  curl -s -H 'Accept: application/taxii+json;version=2.1' -H 'Authorization: Bearer "
+            f"{tokens['KOR']}' {base}/api/collections/{coll}/objects/ | python3 -m json.tool | less"
+        )
+        console.print(
+            f"  python3 -c \"from taxii2client.v21 import Collection; c = Collection('{base}/api/collections/"
+            f"{coll}/', user='ukr', password='{tokens['UKR']}'); print(len(c.get_objects()['objects']))\""
+        )
+        console.print(f"Data directory: {where} ({'kept' if data else 'deleted on exit'}). Ctrl-C stops.")
+        from relto.cli import _serve
+
+        _serve(node, host, actual)

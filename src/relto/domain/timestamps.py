@@ -1,0 +1,40 @@
+"""STIX/TAXII timestamps as integers of microseconds since the epoch (UTC), and back."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from relto.domain.errors import InvalidObject
+
+_TIMESTAMP = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_timestamp(value: object, what: str = "timestamp") -> int:
+    """Microseconds since the epoch for an RFC 3339 UTC timestamp ('2024-10-18T09:30:00.000Z')."""
+    if not isinstance(value, str):
+        raise InvalidObject(f"{what} must be a string like '2024-10-18T09:30:00.000Z'")
+    m = _TIMESTAMP.match(value)
+    if m is None:
+        raise InvalidObject(f"{what} {value!r} is not an RFC 3339 UTC timestamp like '2024-10-18T09:30:00.000Z'")
+    year, month, day, hour, minute, second, frac = m.groups()
+    try:
+        dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidObject(f"{what} {value!r} is not a valid date and time: {exc}") from None
+    micros = int((frac or "0")[:6].ljust(6, "0"))
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + micros
+
+
+def format_timestamp(micros: int) -> str:
+    """An RFC 3339 UTC timestamp with microsecond precision, as TAXII's date_added."""
+    dt = _EPOCH + timedelta(microseconds=micros)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}Z"
+
+
+def now_micros() -> int:
+    """The current time in microseconds since the epoch."""
+    delta = datetime.now(UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -1,0 +1,59 @@
+"""Settings: one table of names, defaults and help; RELTO_* environment variables overlay the defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from relto.domain.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, default and what it is for."""
+
+    name: str
+    default: int
+    help: str
+
+
+SETTINGS = (
+    Setting("max_content_length", 64 * 1024 * 1024, "largest request body accepted, in bytes (413 above)"),
+    Setting("default_page_size", 1000, "objects per page when the client gives no limit"),
+    Setting("max_page_size", 10000, "largest page a client may ask for with limit"),
+    Setting("status_retention_hours", 72, "how long status resources are kept (TAXII asks for at least 24)"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The values in force; build with Settings.from_env() to apply RELTO_* variables."""
+
+    max_content_length: int = SETTINGS[0].default
+    default_page_size: int = SETTINGS[1].default
+    max_page_size: int = SETTINGS[2].default
+    status_retention_hours: int = SETTINGS[3].default
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 1:
+                raise ConfigurationError(f"setting {f.name} must be a positive whole number")
+        if self.status_retention_hours < 24:
+            raise ConfigurationError("status_retention_hours must be at least 24 (TAXII 2.1 section 4.3)")
+        if self.default_page_size > self.max_page_size:
+            raise ConfigurationError("default_page_size must not exceed max_page_size")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Defaults overlaid by RELTO_<NAME> environment variables."""
+        env = os.environ if environ is None else environ
+        values: dict[str, int] = {}
+        for s in SETTINGS:
+            raw = env.get(f"RELTO_{s.name.upper()}")
+            if raw is not None:
+                try:
+                    values[s.name] = int(raw)
+                except ValueError:
+                    raise ConfigurationError(f"RELTO_{s.name.upper()} must be a whole number, got {raw!r}") from None
+        return cls(**values)

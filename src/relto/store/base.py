@@ -1,0 +1,186 @@
+"""The storage interface: what the node needs from a database, and nothing about SQL.
+
+One implementation (SQLStore) serves SQLite and PostgreSQL through SQLAlchemy Core; the policy filter is
+passed in as the set of marking-set ids a party may see, so that it is part of every query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from relto.domain.communities import Community
+from relto.domain.markings import MarkingSet
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeInfo:
+    """What `relto init` decided about the node."""
+
+    node_id: str
+    nation: str
+    levels: tuple[str, ...]
+    title: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenRecord:
+    """A stored token: the secret only as a hash."""
+
+    id: int
+    key_id: str
+    secret_hash: str
+    nation: str
+    organisation: str
+    name: str
+    clearance: str
+    admin: bool
+    can_write: bool
+    created: int
+    revoked: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectionRecord:
+    """A TAXII collection."""
+
+    id: str
+    title: str
+    description: str
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """One object version to append."""
+
+    stix_id: str
+    type: str
+    spec_version: str
+    version: int
+    version_text: str | None
+    marking_set: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One stored object version, as read back."""
+
+    seq: int
+    stix_id: str
+    type: str
+    version: int
+    version_text: str | None
+    spec_version: str
+    date_added: int
+    marking_set: int
+    body: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionQuery:
+    """Which versions to read: always limited to `visible` marking sets (the policy's answer).
+
+    `versions` holds 'first', 'last', 'all' and/or timestamps in microseconds (any-of); 'last' and
+    'first' are judged among the versions the party may see, so each party sees its own newest.
+    """
+
+    collection: str
+    visible: frozenset[int]
+    after_seq: int = 0
+    added_after: int | None = None
+    ids: Sequence[str] = ()
+    types: Sequence[str] = ()
+    spec_versions: Sequence[str] = ()
+    versions: Sequence[str | int] = ("last",)
+    limit: int = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Appended:
+    """The outcome of an append: which inputs were stored now, which already existed."""
+
+    stored: Sequence[bool]
+    date_added: Sequence[int | None] = field(default_factory=tuple)
+
+
+class Store(Protocol):
+    """Everything the node asks of its database."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    # node
+    def initialised(self) -> bool:
+        """Whether `relto init` has run on this database."""
+
+    def initialise(self, info: NodeInfo, communities: Sequence[Community]) -> None:
+        """Create the node: its identity and the starting communities."""
+
+    def node_info(self) -> NodeInfo:
+        """The node's identity and ladder."""
+
+    # tokens
+    def add_token(self, record: TokenRecord) -> int:
+        """Store a token (its hash) and return its id."""
+
+    def token(self, key_id: str) -> TokenRecord | None:
+        """The token with this public key id, revoked or not."""
+
+    def tokens(self) -> list[TokenRecord]:
+        """All tokens."""
+
+    def revoke_token(self, key_id: str, when: int) -> bool:
+        """Mark a token revoked; False if there is none with that key id."""
+
+    # communities
+    def communities(self) -> list[Community]:
+        """All communities with their membership history."""
+
+    def put_community(self, community: Community) -> None:
+        """Create or replace a community and its memberships."""
+
+    def policy_generation(self) -> tuple[int, int]:
+        """(number of marking sets, communities generation): changes when compiled policy must be rebuilt."""
+
+    # collections
+    def add_collection(self, record: CollectionRecord) -> None:
+        """Create a collection."""
+
+    def collections(self) -> list[CollectionRecord]:
+        """All collections, sorted by id."""
+
+    def collection(self, collection_id: str) -> CollectionRecord | None:
+        """One collection, or None."""
+
+    # markings
+    def marking_sets(self, after_id: int = 0) -> list[MarkingSet]:
+        """Marking sets with an id above `after_id`, in id order."""
+
+    def marking_set_id(self, key: str, template: MarkingSet) -> int:
+        """The id of the marking set with this key, creating it from `template` if new."""
+
+    def marking_definitions(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """The known marking-definition objects among `ids`."""
+
+    # object versions
+    def append(self, collection_id: str, versions: Sequence[NewVersion]) -> Appended:
+        """Store new versions in one transaction; existing (id, version) pairs are left alone."""
+
+    def read(self, query: VersionQuery) -> list[StoredVersion]:
+        """Versions matching the query, in sequence order, at most `limit`."""
+
+    def delete(self, query: VersionQuery) -> int:
+        """Delete the versions the query matches (limit ignored); return how many."""
+
+    # statuses
+    def put_status(self, status_id: str, token_id: int, created: int, body: bytes) -> None:
+        """Keep a status resource."""
+
+    def status(self, status_id: str) -> tuple[int, bytes] | None:
+        """(token id, body) of a status resource, or None."""
+
+    def purge_statuses(self, older_than: int) -> int:
+        """Forget statuses created before `older_than`; return how many."""

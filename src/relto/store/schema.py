@@ -1,0 +1,127 @@
+"""The tables, as SQLAlchemy Core metadata. Alembic migrations create them; queries use these objects."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy import BigInteger as _BigInteger
+
+# SQLite only aliases INTEGER PRIMARY KEY to the rowid; BIGINT there would lose that.
+BigInt = _BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+clock = Table(
+    "clock",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last_date_added", BigInt, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key_id", String(32), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("nation", String(3), nullable=False),
+    Column("organisation", Text, nullable=False, default=""),
+    Column("name", Text, nullable=False, default=""),
+    Column("clearance", Text, nullable=False),
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("can_write", Boolean, nullable=False, default=True),
+    Column("created", BigInt, nullable=False),
+    Column("revoked", BigInt, nullable=True),
+)
+
+communities = Table(
+    "communities",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+)
+
+community_members = Table(
+    "community_members",
+    metadata,
+    Column("community", String(32), ForeignKey("communities.name", ondelete="CASCADE"), nullable=False),
+    Column("nation", String(3), nullable=False),
+    Column("since", String(10), nullable=False),
+    Column("until", String(10), nullable=True),
+    UniqueConstraint("community", "nation", "since"),
+)
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created", BigInt, nullable=False),
+)
+
+marking_definitions = Table(
+    "marking_definitions",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("body", LargeBinary, nullable=False),
+)
+
+marking_sets = Table(
+    "marking_sets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", Text, nullable=False, unique=True),
+    Column("originator", String(3), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("rel_to", Text, nullable=True),  # JSON list of any-of groups; NULL: originator only
+    Column("tlp", String(16), nullable=True),
+    Column("public", Boolean, nullable=False, default=False),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("seq", BigInt, primary_key=True, autoincrement=True),
+    Column("collection", String(36), nullable=False),
+    Column("stix_id", String(300), nullable=False),
+    Column("type", String(250), nullable=False),
+    Column("version", BigInt, nullable=False),
+    Column("version_text", String(40), nullable=True),
+    Column("spec_version", String(8), nullable=False),
+    Column("date_added", BigInt, nullable=False),
+    Column("marking_set", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    UniqueConstraint("collection", "stix_id", "version", name="uq_objects_version"),
+    Index("ix_objects_collection_seq", "collection", "seq"),
+    Index("ix_objects_date_added", "date_added", unique=True),
+    sqlite_autoincrement=True,
+)
+
+statuses = Table(
+    "statuses",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("token_id", Integer, nullable=False),
+    Column("created", BigInt, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Index("ix_statuses_created", "created"),
+)

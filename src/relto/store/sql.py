@@ -1,0 +1,408 @@
+"""SQLStore: the storage interface on SQLAlchemy Core, shared by the SQLite and PostgreSQL back-ends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.sql import Select
+
+from relto.domain.communities import Community, Membership
+from relto.domain.errors import ConfigurationError
+from relto.domain.markings import MarkingSet
+from relto.domain.timestamps import now_micros
+from relto.store import schema as t
+from relto.store.base import (
+    Appended,
+    CollectionRecord,
+    NewVersion,
+    NodeInfo,
+    StoredVersion,
+    TokenRecord,
+    VersionQuery,
+)
+from relto.store.migrate import upgrade
+
+_VERSION_COLUMNS = (
+    t.objects.c.seq,
+    t.objects.c.stix_id,
+    t.objects.c.type,
+    t.objects.c.version,
+    t.objects.c.version_text,
+    t.objects.c.spec_version,
+    t.objects.c.date_added,
+    t.objects.c.marking_set,
+    t.objects.c.body,
+)
+
+
+class SQLStore:
+    """The Store interface over an SQLAlchemy engine. Back-ends subclass it for their write transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Back-ends read this option to open write transactions with their write lock.
+        self._write_engine = engine.execution_options(relto_write=True)
+        # One writer at a time inside this process; the back-end's write lock orders processes.
+        self._write_lock = threading.Lock()
+        with self._writing() as conn:
+            upgrade(conn)
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction; back-ends override to take their database-wide write lock."""
+        with self._write_lock, self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # node ---------------------------------------------------------------------------------------------
+    def initialised(self) -> bool:
+        """Whether `relto init` has run on this database."""
+        with self._reading() as conn:
+            return conn.execute(select(t.meta.c.value).where(t.meta.c.key == "nation")).first() is not None
+
+    def initialise(self, info: NodeInfo, communities: Sequence[Community]) -> None:
+        """Create the node: its identity and the starting communities."""
+        with self._writing() as conn:
+            if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "nation")).first() is not None:
+                raise ConfigurationError("this node is already initialised")
+            conn.execute(
+                insert(t.meta),
+                [
+                    {"key": "node_id", "value": info.node_id},
+                    {"key": "nation", "value": info.nation},
+                    {"key": "levels", "value": orjson.dumps(list(info.levels)).decode()},
+                    {"key": "title", "value": info.title},
+                    {"key": "communities_generation", "value": "1"},
+                ],
+            )
+            conn.execute(insert(t.clock).values(id=1, last_date_added=0))
+            for community in communities:
+                self._put_community(conn, community)
+
+    def node_info(self) -> NodeInfo:
+        """The node's identity and ladder."""
+        with self._reading() as conn:
+            values = dict(conn.execute(select(t.meta.c.key, t.meta.c.value)).tuples().all())
+        if "nation" not in values:
+            raise ConfigurationError("this database holds no relto node: run `relto init` first")
+        return NodeInfo(
+            node_id=values["node_id"],
+            nation=values["nation"],
+            levels=tuple(orjson.loads(values["levels"])),
+            title=values["title"],
+        )
+
+    # tokens -------------------------------------------------------------------------------------------
+    def add_token(self, record: TokenRecord) -> int:
+        """Store a token (its hash) and return its id."""
+        row = {k: v for k, v in record.__dict__.items() if k != "id"}
+        with self._writing() as conn:
+            result = conn.execute(insert(t.tokens).values(**row))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def token(self, key_id: str) -> TokenRecord | None:
+        """The token with this public key id, revoked or not."""
+        with self._reading() as conn:
+            row = conn.execute(select(t.tokens).where(t.tokens.c.key_id == key_id)).mappings().first()
+        return TokenRecord(**row) if row else None
+
+    def tokens(self) -> list[TokenRecord]:
+        """All tokens."""
+        with self._reading() as conn:
+            return [TokenRecord(**r) for r in conn.execute(select(t.tokens).order_by(t.tokens.c.id)).mappings()]
+
+    def revoke_token(self, key_id: str, when: int) -> bool:
+        """Mark a token revoked; False if there is none with that key id."""
+        with self._writing() as conn:
+            result = conn.execute(
+                update(t.tokens).where(t.tokens.c.key_id == key_id, t.tokens.c.revoked.is_(None)).values(revoked=when)
+            )
+            return result.rowcount > 0
+
+    # communities --------------------------------------------------------------------------------------
+    def communities(self) -> list[Community]:
+        """All communities with their membership history."""
+        with self._reading() as conn:
+            heads = conn.execute(select(t.communities).order_by(t.communities.c.name)).all()
+            members = conn.execute(
+                select(t.community_members).order_by(t.community_members.c.nation, t.community_members.c.since)
+            ).all()
+        spells: dict[str, list[Membership]] = {}
+        for m in members:
+            until = date.fromisoformat(m.until) if m.until else None
+            spells.setdefault(m.community, []).append(Membership(m.nation, date.fromisoformat(m.since), until))
+        return [Community(h.name, h.description, tuple(spells.get(h.name, ()))) for h in heads]
+
+    def put_community(self, community: Community) -> None:
+        """Create or replace a community and its memberships."""
+        with self._writing() as conn:
+            self._put_community(conn, community)
+            gen = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "communities_generation")).scalar_one()
+            conn.execute(
+                update(t.meta).where(t.meta.c.key == "communities_generation").values(value=str(int(gen) + 1))
+            )
+
+    def _put_community(self, conn: Connection, community: Community) -> None:
+        conn.execute(delete(t.community_members).where(t.community_members.c.community == community.name))
+        conn.execute(delete(t.communities).where(t.communities.c.name == community.name))
+        conn.execute(insert(t.communities).values(name=community.name, description=community.description))
+        if community.members:
+            conn.execute(
+                insert(t.community_members),
+                [
+                    {
+                        "community": community.name,
+                        "nation": m.nation,
+                        "since": m.since.isoformat(),
+                        "until": m.until.isoformat() if m.until else None,
+                    }
+                    for m in community.members
+                ],
+            )
+
+    def policy_generation(self) -> tuple[int, int]:
+        """(highest marking set id, communities generation)."""
+        with self._reading() as conn:
+            row = conn.execute(
+                select(
+                    select(func.coalesce(func.max(t.marking_sets.c.id), 0)).scalar_subquery(),
+                    select(t.meta.c.value).where(t.meta.c.key == "communities_generation").scalar_subquery(),
+                )
+            ).one()
+        return int(row[0]), int(row[1] or 0)
+
+    # collections --------------------------------------------------------------------------------------
+    def add_collection(self, record: CollectionRecord) -> None:
+        """Create a collection."""
+        with self._writing() as conn:
+            conn.execute(insert(t.collections).values(**record.__dict__))
+
+    def collections(self) -> list[CollectionRecord]:
+        """All collections, sorted by id."""
+        with self._reading() as conn:
+            rows = conn.execute(select(t.collections).order_by(t.collections.c.id)).mappings()
+            return [CollectionRecord(**r) for r in rows]
+
+    def collection(self, collection_id: str) -> CollectionRecord | None:
+        """One collection, or None."""
+        with self._reading() as conn:
+            row = conn.execute(select(t.collections).where(t.collections.c.id == collection_id)).mappings().first()
+        return CollectionRecord(**row) if row else None
+
+    # markings -----------------------------------------------------------------------------------------
+    def marking_sets(self, after_id: int = 0) -> list[MarkingSet]:
+        """Marking sets with an id above `after_id`, in id order."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(t.marking_sets).where(t.marking_sets.c.id > after_id).order_by(t.marking_sets.c.id)
+            ).all()
+        return [_marking_set(r) for r in rows]
+
+    def marking_set_id(self, key: str, template: MarkingSet) -> int:
+        """The id of the marking set with this key, creating it from `template` if new."""
+        query = select(t.marking_sets.c.id).where(t.marking_sets.c.key == key)
+        with self._reading() as conn:
+            found = conn.execute(query).scalar()
+        if found is not None:
+            return int(found)
+        with self._writing() as conn:
+            found = conn.execute(query).scalar()
+            if found is not None:
+                return int(found)
+            result = conn.execute(
+                insert(t.marking_sets).values(
+                    key=key,
+                    originator=template.originator,
+                    rank=template.rank,
+                    rel_to=None if template.rel_to is None else orjson.dumps(template.rel_to).decode(),
+                    tlp=template.tlp,
+                    public=template.public,
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def marking_definitions(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """The known marking-definition objects among `ids`."""
+        if not ids:
+            return {}
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(t.marking_definitions.c.id, t.marking_definitions.c.body).where(
+                    t.marking_definitions.c.id.in_(list(ids))
+                )
+            ).all()
+        return {r.id: bytes(r.body) for r in rows}
+
+    # object versions ----------------------------------------------------------------------------------
+    def append(self, collection_id: str, versions: Sequence[NewVersion]) -> Appended:
+        """Store new versions in one transaction; existing (id, version) pairs are left alone."""
+        if not versions:
+            return Appended(stored=[])
+        ids = list({v.stix_id for v in versions})
+        with self._writing() as conn:
+            existing: set[tuple[str, int]] = set()
+            for chunk in _chunks(ids, 500):
+                existing.update(
+                    conn.execute(
+                        select(t.objects.c.stix_id, t.objects.c.version).where(
+                            t.objects.c.collection == collection_id, t.objects.c.stix_id.in_(chunk)
+                        )
+                    ).tuples()
+                )
+            last = conn.execute(select(t.clock.c.last_date_added).where(t.clock.c.id == 1)).scalar_one()
+            clock = max(now_micros(), last + 1)
+            stored: list[bool] = []
+            added: list[int | None] = []
+            rows: list[tuple[Any, ...]] = []
+            for v in versions:
+                key = (v.stix_id, v.version)
+                if key in existing:
+                    stored.append(False)
+                    added.append(None)
+                    continue
+                existing.add(key)
+                stored.append(True)
+                added.append(clock)
+                rows.append(
+                    (collection_id, v.stix_id, v.type, v.version, v.version_text, v.spec_version, clock,
+                     v.marking_set, v.body)
+                )
+                if v.type == "marking-definition":
+                    self._register_marking_definition(conn, v)
+                clock += 1
+            if rows:
+                conn.exec_driver_sql(self._insert_sql, rows)
+                conn.execute(update(t.clock).where(t.clock.c.id == 1).values(last_date_added=clock - 1))
+        return Appended(stored=stored, date_added=added)
+
+    _insert_sql = (
+        "INSERT INTO objects (collection, stix_id, type, version, version_text, spec_version, date_added, "
+        "marking_set, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+
+    def _register_marking_definition(self, conn: Connection, v: NewVersion) -> None:
+        known = conn.execute(select(t.marking_definitions.c.id).where(t.marking_definitions.c.id == v.stix_id)).first()
+        if known is None:
+            conn.execute(insert(t.marking_definitions).values(id=v.stix_id, body=v.body))
+
+    def read(self, query: VersionQuery) -> list[StoredVersion]:
+        """Versions matching the query, in sequence order, at most `limit`."""
+        if not query.visible:
+            return []
+        stmt = self._select(query).order_by(t.objects.c.seq).limit(query.limit)
+        with self._reading() as conn:
+            after = self._after_seq(conn, query)
+            rows = conn.execute(stmt, {"after": after}).tuples().all()
+        return [StoredVersion(*r[:8], bytes(r[8])) for r in rows]
+
+    def delete(self, query: VersionQuery) -> int:
+        """Delete the versions the query matches (limit ignored); return how many."""
+        if not query.visible:
+            return 0
+        with self._writing() as conn:
+            after = self._after_seq(conn, query)
+            seqs = conn.execute(
+                self._select(query).with_only_columns(t.objects.c.seq), {"after": after}
+            ).scalars().all()
+            for chunk in _chunks(list(seqs), 500):
+                conn.execute(delete(t.objects).where(t.objects.c.seq.in_(chunk)))
+        return len(seqs)
+
+    def _after_seq(self, conn: Connection, query: VersionQuery) -> int:
+        """The sequence to read after: the cursor, moved past everything added up to `added_after`."""
+        after = query.after_seq
+        if query.added_after is not None:
+            # date_added grows with seq, so added_after becomes a sequence bound (an index seek).
+            floor = conn.execute(
+                select(func.max(t.objects.c.seq)).where(t.objects.c.date_added <= query.added_after)
+            ).scalar()
+            after = max(after, int(floor or 0))
+        return after
+
+    def _select(self, query: VersionQuery) -> Select[Any]:
+        o = t.objects
+        visible = sorted(query.visible)
+        where: list[ColumnElement[bool]] = [
+            o.c.collection == query.collection,
+            o.c.seq > bindparam("after"),
+            o.c.marking_set.in_(visible),
+        ]
+        if query.ids:
+            where.append(o.c.stix_id.in_(list(query.ids)))
+        if query.types:
+            where.append(o.c.type.in_(list(query.types)))
+        if query.spec_versions:
+            where.append(o.c.spec_version.in_(list(query.spec_versions)))
+        choices: list[ColumnElement[bool]] = []
+        stamps = [v for v in query.versions if isinstance(v, int)]
+        if "all" not in query.versions:
+            for mode in ("last", "first"):
+                if mode in query.versions:
+                    n = o.alias("n")
+                    newer = n.c.version > o.c.version if mode == "last" else n.c.version < o.c.version
+                    cond = [n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, newer,
+                            n.c.marking_set.in_(visible)]
+                    if query.spec_versions:
+                        cond.append(n.c.spec_version.in_(list(query.spec_versions)))
+                    choices.append(~exists().where(and_(*cond)))
+            if stamps:
+                choices.append(o.c.version.in_(stamps))
+            where.append(or_(*choices))
+        return select(*_VERSION_COLUMNS).where(*where)
+
+    # statuses -----------------------------------------------------------------------------------------
+    def put_status(self, status_id: str, token_id: int, created: int, body: bytes) -> None:
+        """Keep a status resource."""
+        with self._writing() as conn:
+            conn.execute(insert(t.statuses).values(id=status_id, token_id=token_id, created=created, body=body))
+
+    def status(self, status_id: str) -> tuple[int, bytes] | None:
+        """(token id, body) of a status resource, or None."""
+        with self._reading() as conn:
+            row = conn.execute(
+                select(t.statuses.c.token_id, t.statuses.c.body).where(t.statuses.c.id == status_id)
+            ).first()
+        return (int(row[0]), bytes(row[1])) if row else None
+
+    def purge_statuses(self, older_than: int) -> int:
+        """Forget statuses created before `older_than`; return how many."""
+        with self._writing() as conn:
+            return conn.execute(delete(t.statuses).where(t.statuses.c.created < older_than)).rowcount
+
+
+def _marking_set(row: Any) -> MarkingSet:
+    rel_to = None if row.rel_to is None else tuple(tuple(g) for g in orjson.loads(row.rel_to))
+    return MarkingSet(row.id, row.originator, row.rank, rel_to, row.tlp, bool(row.public))
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+

@@ -1,0 +1,96 @@
+"""Query parameters of the TAXII 2.1 read endpoints (TAXII 2.1 section 3.4), parsed and checked."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from relto.domain.errors import InvalidRequest, InvalidObject
+from relto.domain.timestamps import parse_timestamp
+
+_KNOWN = {"added_after", "limit", "next", "match[id]", "match[type]", "match[version]", "match[spec_version]"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Filters:
+    """The parsed filters of one request."""
+
+    added_after: int | None = None
+    limit: int
+    after_seq: int = 0
+    ids: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    versions: tuple[str | int, ...] = ("last",)
+    spec_versions: tuple[str, ...] = ()
+
+
+def encode_cursor(seq: int) -> str:
+    """The opaque `next` value for reading after sequence `seq`."""
+    return base64.urlsafe_b64encode(f"relto:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> int:
+    """The sequence a `next` value stands for."""
+    try:
+        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        prefix, _, seq = text.partition(":")
+        if prefix != "relto":
+            raise ValueError(value)
+        return int(seq)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest(f"'next' value {value!r} was not issued by this server; start again without it") from None
+
+
+def _split(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for value in values for v in value.split(",") if v.strip()))
+
+
+def parse_filters(
+    params: Iterable[tuple[str, str]],
+    *,
+    default_limit: int,
+    max_limit: int,
+    allowed: set[str] | None = None,
+    default_versions: tuple[str, ...] = ("last",),
+) -> Filters:
+    """Parse the query string of a read endpoint; unknown or malformed parameters are a 400."""
+    grouped: dict[str, list[str]] = {}
+    for key, value in params:
+        grouped.setdefault(key, []).append(value)
+    permitted = _KNOWN if allowed is None else allowed
+    for key in grouped:
+        if key not in permitted:
+            raise InvalidRequest(f"unknown query parameter {key!r}; this endpoint takes {', '.join(sorted(permitted))}")
+    added_after = None
+    if "added_after" in grouped:
+        try:
+            added_after = parse_timestamp(grouped["added_after"][-1], "added_after")
+        except InvalidObject as exc:
+            raise InvalidRequest(exc.message) from None
+    limit = default_limit
+    if "limit" in grouped:
+        raw = grouped["limit"][-1]
+        if not raw.isdigit() or int(raw) < 1:
+            raise InvalidRequest(f"limit must be a positive whole number, got {raw!r}")
+        limit = min(int(raw), max_limit)
+    after_seq = decode_cursor(grouped["next"][-1]) if "next" in grouped else 0
+    versions: list[str | int] = []
+    for v in _split(grouped.get("match[version]", ())):
+        if v in ("first", "last", "all"):
+            versions.append(v)
+        else:
+            try:
+                versions.append(parse_timestamp(v, "match[version]"))
+            except InvalidObject as exc:
+                raise InvalidRequest(f"{exc.message}; or use first, last or all") from None
+    return Filters(
+        added_after=added_after,
+        limit=limit,
+        after_seq=after_seq,
+        ids=_split(grouped.get("match[id]", ())),
+        types=_split(grouped.get("match[type]", ())),
+        versions=tuple(versions) or default_versions,
+        spec_versions=_split(grouped.get("match[spec_version]", ())),
+    )

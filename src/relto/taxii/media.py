@@ -1,0 +1,39 @@
+"""TAXII 2.1 media types and content negotiation (TAXII 2.1 section 1.6.8)."""
+
+from __future__ import annotations
+
+from relto.domain.errors import NotAcceptable, UnsupportedMediaType
+
+TAXII = "application/taxii+json;version=2.1"
+STIX = "application/stix+json;version=2.1"
+
+
+def _params(part: str) -> tuple[str, dict[str, str]]:
+    kind, *rest = (p.strip() for p in part.split(";"))
+    params = {}
+    for p in rest:
+        k, _, v = p.partition("=")
+        params[k.strip().lower()] = v.strip().strip('"')
+    return kind.lower(), params
+
+
+def _is_taxii(kind: str, params: dict[str, str]) -> bool:
+    return kind == "application/taxii+json" and params.get("version", "2.1") == "2.1"
+
+
+def check_accept(header: str | None) -> None:
+    """Refuse a request whose Accept header admits no TAXII 2.1 response (406)."""
+    if not header:
+        return
+    for part in header.split(","):
+        kind, params = _params(part)
+        if kind in ("*/*", "application/*") or _is_taxii(kind, params):
+            return
+    raise NotAcceptable(f"this server answers in {TAXII}; the Accept header {header!r} does not allow it")
+
+
+def check_content_type(header: str | None) -> None:
+    """Refuse a body that is not a TAXII 2.1 envelope (415)."""
+    kind, params = _params(header or "")
+    if not _is_taxii(kind, params):
+        raise UnsupportedMediaType(f"send the envelope as Content-Type: {TAXII} (got {header or 'none'!r})")
