@@ -251,16 +251,18 @@ def table(results: list[Measurement], floor: Measurement | None) -> str:
 
 
 class Target(NamedTuple):
-    """A ratio with the bound it should meet."""
+    """A ratio with the bound it should meet; no bound: shown for information."""
 
     name: str
     value: float | None
-    bound: float
+    bound: float | None
     at_least: bool
 
     def line(self) -> str:
         if self.value is None:
             return f"{self.name}: not measured"
+        if self.bound is None:
+            return f"{self.name}: {self.value:.2f} (information)"
         met = self.value >= self.bound if self.at_least else self.value <= self.bound
         sign = ">=" if self.at_least else "<="
         return f"{self.name}: {self.value:.2f} (target {sign} {self.bound:g}) {'PASS' if met else 'FAIL'}"

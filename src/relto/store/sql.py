@@ -109,7 +109,7 @@ class SQLStore:
     def node_info(self) -> NodeInfo:
         """The node's identity and ladder."""
         with self._reading() as conn:
-            values = dict(conn.execute(select(t.meta.c.key, t.meta.c.value)).tuples().all())
+            values = dict(conn.execute(select(t.meta.c.key, t.meta.c.value)).all())
         if "nation" not in values:
             raise ConfigurationError("this database holds no relto node: run `relto init` first")
         return NodeInfo(
@@ -274,7 +274,7 @@ class SQLStore:
                         select(t.objects.c.stix_id, t.objects.c.version).where(
                             t.objects.c.collection == collection_id, t.objects.c.stix_id.in_(chunk)
                         )
-                    ).tuples()
+                    ).all()
                 )
             last = conn.execute(select(t.clock.c.last_date_added).where(t.clock.c.id == 1)).scalar_one()
             clock = max(now_micros(), last + 1)
@@ -319,7 +319,7 @@ class SQLStore:
         stmt = self._select(query).order_by(t.objects.c.seq).limit(query.limit)
         with self._reading() as conn:
             after = self._after_seq(conn, query)
-            rows = conn.execute(stmt, {"after": after}).tuples().all()
+            rows = conn.execute(stmt, {"after": after}).all()
         return [StoredVersion(*r[:8], bytes(r[8])) for r in rows]
 
     def delete(self, query: VersionQuery) -> int:

@@ -1,0 +1,5 @@
+"""`python -m relto` runs the CLI."""
+
+from relto.cli import main
+
+main()
