@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,15 @@ from relto.domain.stix import check_object
 from relto.domain.timestamps import now_micros
 from relto.domain.tokens import secret_matches, split_token
 from relto.settings import Settings
-from relto.store.base import CollectionRecord, NewVersion, Store, StoredVersion, VersionQuery
+from relto.store.base import (
+    Appended,
+    CollectionRecord,
+    NewVersion,
+    StatusRow,
+    Store,
+    StoredVersion,
+    VersionQuery,
+)
 from relto.taxii import envelopes
 from relto.taxii.filters import Filters, encode_cursor
 
@@ -59,7 +67,8 @@ class Node:
         self.ladder = Ladder.of(self.info.levels)
         self._lock = threading.Lock()
         self._sets: dict[int, MarkingSet] = {}
-        self._set_keys: dict[str, int] = {}
+        # marking set key (or (nation, refs as written)) -> marking set id
+        self._set_keys: dict[str | tuple[str, tuple[str, ...]], int] = {}
         self._communities: list[Community] = []
         self._generation = (-1, -1)
         self._compiled: dict[tuple[str, int, str], frozenset[int]] = {}
@@ -160,7 +169,7 @@ class Node:
         # Marking definitions first, so objects in the same envelope may reference them.
         order = sorted(range(len(objects)), key=lambda i: _type_of(objects[i]) != "marking-definition")
         failures: list[dict[str, str]] = []
-        accepted: list[tuple[int, NewVersion]] = []
+        accepted: list[NewVersion] = []
         pending_meanings: dict[str, MarkingMeaning] = {}
         for i in order:
             obj = objects[i]
@@ -177,20 +186,25 @@ class Node:
                 failures.append(_failure(obj, exc.message))
                 continue
             accepted.append(
-                (i, NewVersion(checked.id, checked.type, checked.spec_version, checked.version,
-                               checked.version_text, set_id, body))
+                NewVersion(checked.id, checked.type, checked.spec_version, checked.version, checked.version_text,
+                           set_id, body)
             )
-        appended = self.store.append(collection_id, [v for _, v in accepted])
-        successes = []
-        for (_, v), new in zip(accepted, appended.stored, strict=True):
+        status_id = str(uuid.uuid4())
+        result: dict[str, Any] = {}
+
+        def status_row(appended: Appended) -> StatusRow:
+            successes = []
+            for v, new in zip(accepted, appended.stored, strict=True):
+                message = "stored" if new else "already stored: a no-op"
+                successes.append({"id": v.stix_id, "version": v.version_text or "", "message": message})
+            result.update(envelopes.status(status_id, request_time, successes, failures))
+            return StatusRow(status_id, party.token_id, request_time, orjson.dumps(result))
+
+        appended = self.store.append(collection_id, accepted, status_row)
+        for v, new in zip(accepted, appended.stored, strict=True):
             if new and v.type == "marking-definition":
                 self._meanings.setdefault(v.stix_id, pending_meanings[v.stix_id])
-            message = "stored" if new else "already stored: a no-op"
-            successes.append({"id": v.stix_id, "version": v.version_text or "", "message": message})
-        status_id = str(uuid.uuid4())
-        status = envelopes.status(status_id, request_time, successes, failures)
-        self.store.put_status(status_id, party.token_id, request_time, orjson.dumps(status))
-        return status
+        return result
 
     def _meaning(self, ref: str, pending: dict[str, MarkingMeaning]) -> MarkingMeaning:
         if ref in pending:
@@ -210,15 +224,20 @@ class Node:
         self._meanings[ref] = meaning
         return meaning
 
-    def _set_for(self, party: Party, refs: Iterable[str], pending: dict[str, MarkingMeaning]) -> int:
+    def _set_for(self, party: Party, refs: tuple[str, ...], pending: dict[str, MarkingMeaning]) -> int:
+        fast = self._set_keys.get((party.nation, refs))
+        if fast is not None and not any(r in pending for r in refs):
+            return fast
         ordered = sorted(set(refs))
         meanings = [self._meaning(r, pending) for r in ordered]
         rank, rel_to, tlp = combine(meanings, self.ladder)
         key = f"{party.nation}|{','.join(ordered)}"
-        return self._set_id(key, MarkingSet(0, party.nation, rank, rel_to, tlp))
+        found = self._set_id(key, MarkingSet(0, party.nation, rank, rel_to, tlp))
+        self._set_keys[(party.nation, refs)] = found
+        return found
 
     def _set_for_definition(
-        self, party: Party, refs: Iterable[str], meaning: MarkingMeaning, pending: dict[str, MarkingMeaning]
+        self, party: Party, refs: tuple[str, ...], meaning: MarkingMeaning, pending: dict[str, MarkingMeaning]
     ) -> int:
         """A marking definition is readable by whoever its own marking admits (TLP ones by everyone)."""
         if meaning.kind == "tlp":

@@ -45,12 +45,33 @@ class Checked:
     marking_refs: tuple[str, ...]
 
 
+_UUID_ONLY = re.compile(_UUID)
+# Identifiers already seen to be well formed; marking and identity refs repeat across a whole corpus.
+_GOOD_IDS: set[str] = set()
+
+
 def is_identifier(value: object, of_type: str | None = None) -> bool:
     """Whether `value` is a STIX identifier (optionally of one type)."""
     if not isinstance(value, str):
         return False
+    if of_type is not None and not value.startswith(of_type + "--"):
+        return False
+    if value in _GOOD_IDS:
+        return True
     m = _ID.match(value)
-    return m is not None and (of_type is None or m.group(1) == of_type)
+    if m is None:
+        return False
+    if len(_GOOD_IDS) > 100_000:
+        _GOOD_IDS.clear()
+    _GOOD_IDS.add(value)
+    return True
+
+
+def _id_matches(value: str, type_: str) -> bool:
+    n = len(type_)
+    return len(value) == n + 38 and value[n : n + 2] == "--" and value.startswith(type_) and bool(
+        _UUID_ONLY.fullmatch(value, n + 2)
+    )
 
 
 def check_object(obj: object) -> Checked:
@@ -58,14 +79,11 @@ def check_object(obj: object) -> Checked:
     if not isinstance(obj, dict):
         raise InvalidObject("each entry of 'objects' must be a JSON object")
     type_ = obj.get("type")
-    if not isinstance(type_, str) or not _TYPE.match(type_):
-        raise InvalidObject("'type' is required: 3-250 characters of a-z, 0-9 and '-'")
+    if not isinstance(type_, str) or not _TYPE.match(type_) or "--" in type_:
+        raise InvalidObject("'type' is required: 3-250 characters of a-z, 0-9 and single '-'")
     id_ = obj.get("id")
-    m = _ID.match(id_) if isinstance(id_, str) else None
-    if m is None:
+    if not isinstance(id_, str) or not _id_matches(id_, type_):
         raise InvalidObject(f"'id' must be '{type_}--' followed by a UUID, got {id_!r}")
-    if m.group(1) != type_:
-        raise InvalidObject(f"'id' {id_!r} does not start with the object's type '{type_}--'")
     spec = obj.get("spec_version")
     if spec is None:
         if type_ not in SCO_TYPES:

@@ -6,7 +6,7 @@ passed in as the set of marking-set ids a party may see, so that it is part of e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -106,6 +106,16 @@ class Appended:
     date_added: Sequence[int | None] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """A status resource to keep, written in the same transaction as the versions it reports."""
+
+    id: str
+    token_id: int
+    created: int
+    body: bytes
+
+
 class Store(Protocol):
     """Everything the node asks of its database."""
 
@@ -166,8 +176,17 @@ class Store(Protocol):
         """The known marking-definition objects among `ids`."""
 
     # object versions
-    def append(self, collection_id: str, versions: Sequence[NewVersion]) -> Appended:
-        """Store new versions in one transaction; existing (id, version) pairs are left alone."""
+    def append(
+        self,
+        collection_id: str,
+        versions: Sequence[NewVersion],
+        status: Callable[[Appended], StatusRow] | None = None,
+    ) -> Appended:
+        """Store new versions in one transaction; existing (id, version) pairs are left alone.
+
+        `status` builds, from the outcome, the status row committed with the versions: it exists
+        exactly when they do.
+        """
 
     def read(self, query: VersionQuery) -> list[StoredVersion]:
         """Versions matching the query, in sequence order, at most `limit`."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
@@ -35,6 +35,7 @@ from relto.store.base import (
     CollectionRecord,
     NewVersion,
     NodeInfo,
+    StatusRow,
     StoredVersion,
     TokenRecord,
     VersionQuery,
@@ -261,10 +262,13 @@ class SQLStore:
         return {r.id: bytes(r.body) for r in rows}
 
     # object versions ----------------------------------------------------------------------------------
-    def append(self, collection_id: str, versions: Sequence[NewVersion]) -> Appended:
-        """Store new versions in one transaction; existing (id, version) pairs are left alone."""
-        if not versions:
-            return Appended(stored=[])
+    def append(
+        self,
+        collection_id: str,
+        versions: Sequence[NewVersion],
+        status: Callable[[Appended], StatusRow] | None = None,
+    ) -> Appended:
+        """Store new versions and their status in one transaction; existing (id, version) pairs are kept."""
         ids = list({v.stix_id for v in versions})
         with self._writing() as conn:
             existing: set[tuple[str, int]] = set()
@@ -300,7 +304,13 @@ class SQLStore:
             if rows:
                 conn.exec_driver_sql(self._insert_sql, rows)
                 conn.execute(update(t.clock).where(t.clock.c.id == 1).values(last_date_added=clock - 1))
-        return Appended(stored=stored, date_added=added)
+            outcome = Appended(stored=stored, date_added=added)
+            if status is not None:
+                row = status(outcome)
+                conn.execute(
+                    insert(t.statuses).values(id=row.id, token_id=row.token_id, created=row.created, body=row.body)
+                )
+        return outcome
 
     _insert_sql = (
         "INSERT INTO objects (collection, stix_id, type, version, version_text, spec_version, date_added, "
