@@ -74,6 +74,7 @@ class Node:
         self._compiled: dict[tuple[str, int, str], frozenset[int]] = {}
         self._meanings: dict[str, MarkingMeaning] = {}
         self._tokens: dict[str, tuple[float, Party | None, str]] = {}
+        self._collections: dict[str, CollectionRecord] = {}
 
     # parties ------------------------------------------------------------------------------------------
     def authenticate(self, token: str | None) -> Party:
@@ -147,10 +148,13 @@ class Node:
         return self.store.collections()
 
     def collection(self, collection_id: str) -> CollectionRecord:
-        """One collection, or NotFound."""
-        record = self.store.collection(collection_id)
+        """One collection, or NotFound (collections are never deleted, so found ones are cached)."""
+        record = self._collections.get(collection_id)
         if record is None:
-            raise NotFound(f"no collection {collection_id!r} on this node; list them at collections/")
+            record = self.store.collection(collection_id)
+            if record is None:
+                raise NotFound(f"no collection {collection_id!r} on this node; list them at collections/")
+            self._collections[collection_id] = record
         return record
 
     def add_collection(self, title: str, description: str = "") -> CollectionRecord:
@@ -270,14 +274,21 @@ class Node:
             "spec_versions": filters.spec_versions,
             "versions": filters.versions,
             "limit": filters.limit + 1,
+            "known_max_set": max(self._sets, default=0),
         }
         fields.update(overrides)
         return VersionQuery(**fields)
 
     def read(self, party: Party, collection_id: str, filters: Filters, **overrides: Any) -> Page:
         """One page of versions this party may see, newest visible version per object unless asked."""
-        query = self._query(party, collection_id, filters, **overrides)
-        rows = self.store.read(query)
+        while True:
+            query = self._query(party, collection_id, filters, **overrides)
+            rows = self.store.read(query)
+            if query.known_max_set is None or all(r.marking_set <= query.known_max_set for r in rows):
+                break
+            # A marking set created since our policy was compiled (maybe by another process): recompile
+            # and ask again, rather than page past versions the party may be allowed to see.
+            self._generation = (-1, self._generation[1])
         more = len(rows) > filters.limit
         rows = rows[: filters.limit]
         return Page(rows, more, encode_cursor(rows[-1].seq) if more else None)

@@ -19,9 +19,7 @@ _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _ID = re.compile(rf"^([a-z0-9][a-z0-9-]{{1,248}}[a-z0-9])--({_UUID})$")
 
 SCO_TYPES = frozenset(
-    "artifact autonomous-system directory domain-name email-addr email-message file ipv4-addr ipv6-addr "
-    "mac-addr mutex network-traffic process software url user-account windows-registry-key "
-    "x509-certificate".split()
+    ["artifact", "autonomous-system", "directory", "domain-name", "email-addr", "email-message", "file", "ipv4-addr", "ipv6-addr", "mac-addr", "mutex", "network-traffic", "process", "software", "url", "user-account", "windows-registry-key", "x509-certificate"]
 )
 # Types that carry created but no modified (they are never versioned).
 _CREATED_ONLY = frozenset({"marking-definition"})
@@ -112,7 +110,7 @@ def _version(obj: dict[str, Any], type_: str) -> tuple[int, str | None]:
         raise InvalidObject("'created' and 'modified' are required timestamps")
     created_us = parse_timestamp(created, "'created'") if created is not None else None
     if modified is None:
-        if created_us is None or type_ not in _CREATED_ONLY and type_ not in SCO_TYPES:
+        if created_us is None or (type_ not in _CREATED_ONLY and type_ not in SCO_TYPES):
             raise InvalidObject("'modified' is required (a timestamp not earlier than 'created')")
         return created_us, str(created)
     modified_us = parse_timestamp(modified, "'modified'")

@@ -96,6 +96,9 @@ class VersionQuery:
     spec_versions: Sequence[str] = ()
     versions: Sequence[str | int] = ("last",)
     limit: int = 1000
+    # The highest marking set id the caller's compiled policy knows; rows with a newer set are returned
+    # too (None: do not), so a reader refreshes its policy instead of paging past them.
+    known_max_set: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import BigInteger as _BigInteger
 from sqlalchemy import (
     Boolean,
     Column,
@@ -15,7 +16,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy import BigInteger as _BigInteger
 
 # SQLite only aliases INTEGER PRIMARY KEY to the rowid; BIGINT there would lose that.
 BigInt = _BigInteger().with_variant(Integer(), "sqlite")
@@ -109,6 +109,7 @@ objects = Table(
     Column("spec_version", String(8), nullable=False),
     Column("date_added", BigInt, nullable=False),
     Column("marking_set", Integer, nullable=False),
+    Column("has_newer", Boolean, nullable=False, default=False),
     Column("body", LargeBinary, nullable=False),
     UniqueConstraint("collection", "stix_id", "version", name="uq_objects_version"),
     Index("ix_objects_collection_seq", "collection", "seq"),

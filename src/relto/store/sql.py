@@ -64,6 +64,7 @@ class SQLStore:
         self._write_engine = engine.execution_options(relto_write=True)
         # One writer at a time inside this process; the back-end's write lock orders processes.
         self._write_lock = threading.Lock()
+        self._statements: dict[tuple[Any, ...], Select[Any]] = {}
         with self._writing() as conn:
             upgrade(conn)
 
@@ -272,6 +273,7 @@ class SQLStore:
         ids = list({v.stix_id for v in versions})
         with self._writing() as conn:
             existing: set[tuple[str, int]] = set()
+            versions_of: dict[str, list[int]] = {}
             for chunk in _chunks(ids, 500):
                 existing.update(
                     conn.execute(
@@ -280,6 +282,9 @@ class SQLStore:
                         )
                     ).all()
                 )
+            for stix_id, version in existing:
+                versions_of.setdefault(stix_id, []).append(version)
+            superseded: list[tuple[str, int]] = []
             last = conn.execute(select(t.clock.c.last_date_added).where(t.clock.c.id == 1)).scalar_one()
             clock = max(now_micros(), last + 1)
             stored: list[bool] = []
@@ -294,15 +299,27 @@ class SQLStore:
                 existing.add(key)
                 stored.append(True)
                 added.append(clock)
+                others = versions_of.setdefault(v.stix_id, [])
+                if others and min(others) < v.version:
+                    superseded.append((v.stix_id, v.version))
+                has_newer = bool(others) and max(others) > v.version
+                others.append(v.version)
                 rows.append(
                     (collection_id, v.stix_id, v.type, v.version, v.version_text, v.spec_version, clock,
-                     v.marking_set, v.body)
+                     v.marking_set, has_newer, v.body)
                 )
                 if v.type == "marking-definition":
                     self._register_marking_definition(conn, v)
                 clock += 1
             if rows:
                 conn.exec_driver_sql(self._insert_sql, rows)
+                for stix_id, version in superseded:
+                    conn.execute(
+                        update(t.objects)
+                        .where(t.objects.c.collection == collection_id, t.objects.c.stix_id == stix_id,
+                               t.objects.c.version < version)
+                        .values(has_newer=True)
+                    )
                 conn.execute(update(t.clock).where(t.clock.c.id == 1).values(last_date_added=clock - 1))
             outcome = Appended(stored=stored, date_added=added)
             if status is not None:
@@ -314,7 +331,7 @@ class SQLStore:
 
     _insert_sql = (
         "INSERT INTO objects (collection, stix_id, type, version, version_text, spec_version, date_added, "
-        "marking_set, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "marking_set, has_newer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 
     def _register_marking_definition(self, conn: Connection, v: NewVersion) -> None:
@@ -324,29 +341,42 @@ class SQLStore:
 
     def read(self, query: VersionQuery) -> list[StoredVersion]:
         """Versions matching the query, in sequence order, at most `limit`."""
-        if not query.visible:
+        if not query.visible and query.known_max_set is None:
             return []
-        stmt = self._select(query).order_by(t.objects.c.seq).limit(query.limit)
         with self._reading() as conn:
-            after = self._after_seq(conn, query)
-            rows = conn.execute(stmt, {"after": after}).all()
-        return [StoredVersion(*r[:8], bytes(r[8])) for r in rows]
+            stmt, params = self._select(conn, query, _VERSION_COLUMNS)
+            rows = conn.execute(stmt.order_by(t.objects.c.seq).limit(query.limit), params).all()
+        return [StoredVersion(*r) for r in rows]
 
     def delete(self, query: VersionQuery) -> int:
         """Delete the versions the query matches (limit ignored); return how many."""
         if not query.visible:
             return 0
         with self._writing() as conn:
-            after = self._after_seq(conn, query)
-            seqs = conn.execute(
-                self._select(query).with_only_columns(t.objects.c.seq), {"after": after}
-            ).scalars().all()
-            for chunk in _chunks(list(seqs), 500):
+            stmt, params = self._select(conn, query, (t.objects.c.seq, t.objects.c.stix_id))
+            found = conn.execute(stmt, params).all()
+            for chunk in _chunks([seq for seq, _ in found], 500):
                 conn.execute(delete(t.objects).where(t.objects.c.seq.in_(chunk)))
-        return len(seqs)
+            o, n = t.objects, t.objects.alias("n")
+            newer = exists().where(n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, n.c.version > o.c.version)
+            for chunk in _chunks(sorted({stix_id for _, stix_id in found}), 500):
+                conn.execute(
+                    update(o).where(o.c.collection == query.collection, o.c.stix_id.in_(chunk)).values(has_newer=newer)
+                )
+        return len(found)
 
-    def _after_seq(self, conn: Connection, query: VersionQuery) -> int:
-        """The sequence to read after: the cursor, moved past everything added up to `added_after`."""
+    def _select(
+        self, conn: Connection, query: VersionQuery, columns: Sequence[Any]
+    ) -> tuple[Select[Any], dict[str, Any]]:
+        """The statement (cached by shape, so SQLAlchemy's compiled cache hits) and its parameters."""
+        stamps = [v for v in query.versions if isinstance(v, int)]
+        modes = () if "all" in query.versions else tuple(m for m in ("last", "first") if m in query.versions)
+        shape = (tuple(columns), bool(query.ids), bool(query.types), bool(query.spec_versions), modes,
+                 bool(stamps) and "all" not in query.versions, query.known_max_set is not None)
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            stmt = _build_select(*shape)
+            self._statements[shape] = stmt
         after = query.after_seq
         if query.added_after is not None:
             # date_added grows with seq, so added_after becomes a sequence bound (an index seek).
@@ -354,38 +384,17 @@ class SQLStore:
                 select(func.max(t.objects.c.seq)).where(t.objects.c.date_added <= query.added_after)
             ).scalar()
             after = max(after, int(floor or 0))
-        return after
-
-    def _select(self, query: VersionQuery) -> Select[Any]:
-        o = t.objects
-        visible = sorted(query.visible)
-        where: list[ColumnElement[bool]] = [
-            o.c.collection == query.collection,
-            o.c.seq > bindparam("after"),
-            o.c.marking_set.in_(visible),
-        ]
-        if query.ids:
-            where.append(o.c.stix_id.in_(list(query.ids)))
-        if query.types:
-            where.append(o.c.type.in_(list(query.types)))
-        if query.spec_versions:
-            where.append(o.c.spec_version.in_(list(query.spec_versions)))
-        choices: list[ColumnElement[bool]] = []
-        stamps = [v for v in query.versions if isinstance(v, int)]
-        if "all" not in query.versions:
-            for mode in ("last", "first"):
-                if mode in query.versions:
-                    n = o.alias("n")
-                    newer = n.c.version > o.c.version if mode == "last" else n.c.version < o.c.version
-                    cond = [n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, newer,
-                            n.c.marking_set.in_(visible)]
-                    if query.spec_versions:
-                        cond.append(n.c.spec_version.in_(list(query.spec_versions)))
-                    choices.append(~exists().where(and_(*cond)))
-            if stamps:
-                choices.append(o.c.version.in_(stamps))
-            where.append(or_(*choices))
-        return select(*_VERSION_COLUMNS).where(*where)
+        params = {
+            "collection": query.collection,
+            "after": after,
+            "visible": sorted(query.visible),
+            "ids": list(query.ids),
+            "types": list(query.types),
+            "spec_versions": list(query.spec_versions),
+            "stamps": stamps,
+            "known_max": query.known_max_set,
+        }
+        return stmt, params
 
     # statuses -----------------------------------------------------------------------------------------
     def put_status(self, status_id: str, token_id: int, created: int, body: bytes) -> None:
@@ -405,6 +414,54 @@ class SQLStore:
         """Forget statuses created before `older_than`; return how many."""
         with self._writing() as conn:
             return conn.execute(delete(t.statuses).where(t.statuses.c.created < older_than)).rowcount
+
+
+def _build_select(
+    columns: tuple[Any, ...],
+    by_ids: bool,
+    by_types: bool,
+    by_spec: bool,
+    modes: tuple[str, ...],
+    by_stamps: bool,
+    unknown_sets: bool,
+) -> Select[Any]:
+    """The read query: the policy (marking sets the party may see) is part of the WHERE clause.
+
+    With `unknown_sets`, rows whose marking set is newer than the caller's compiled policy come back too,
+    so the caller can refresh its policy instead of silently paging past them.
+    """
+    o = t.objects
+    n = o.alias("n")
+
+    def visible_in(table: Any) -> ColumnElement[bool]:
+        cond = table.c.marking_set.in_(bindparam("visible", expanding=True))
+        return or_(cond, table.c.marking_set > bindparam("known_max")) if unknown_sets else cond
+
+    where: list[ColumnElement[bool]] = [
+        o.c.collection == bindparam("collection"),
+        o.c.seq > bindparam("after"),
+        visible_in(o),
+    ]
+    if by_ids:
+        where.append(o.c.stix_id.in_(bindparam("ids", expanding=True)))
+    if by_types:
+        where.append(o.c.type.in_(bindparam("types", expanding=True)))
+    if by_spec:
+        where.append(o.c.spec_version.in_(bindparam("spec_versions", expanding=True)))
+    choices: list[ColumnElement[bool]] = []
+    for mode in modes:
+        other = n.c.version > o.c.version if mode == "last" else n.c.version < o.c.version
+        cond = [n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, other, visible_in(n)]
+        if by_spec:
+            cond.append(n.c.spec_version.in_(bindparam("spec_versions", expanding=True)))
+        hidden_by_other = exists().where(and_(*cond))
+        # has_newer is false for most rows: only versions with a newer one need the correlated probe.
+        choices.append(o.c.has_newer.is_(False) | ~hidden_by_other if mode == "last" else ~hidden_by_other)
+    if by_stamps:
+        choices.append(o.c.version.in_(bindparam("stamps", expanding=True)))
+    if choices:
+        where.append(or_(*choices))
+    return select(*columns).where(*where)
 
 
 def _marking_set(row: Any) -> MarkingSet:

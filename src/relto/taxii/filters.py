@@ -7,7 +7,7 @@ import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from relto.domain.errors import InvalidRequest, InvalidObject
+from relto.domain.errors import InvalidObject, InvalidRequest
 from relto.domain.timestamps import parse_timestamp
 
 _KNOWN = {"added_after", "limit", "next", "match[id]", "match[type]", "match[version]", "match[spec_version]"}

@@ -82,6 +82,7 @@ def upgrade() -> None:
         sa.Column("spec_version", sa.String(8), nullable=False),
         sa.Column("date_added", big, nullable=False),
         sa.Column("marking_set", sa.Integer, nullable=False),
+        sa.Column("has_newer", sa.Boolean, nullable=False),
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.UniqueConstraint("collection", "stix_id", "version", name="uq_objects_version"),
         sqlite_autoincrement=True,
