@@ -182,9 +182,7 @@ def ingest(
         if number % 5 == 0 or number == len(batch):
             log(f"{result.system}: {result.ingested:,} objects stored, {result.ingest_s:.1f} s")
         if result.ingest_s > budget and number < len(batch):
-            result.notes.append(
-                f"ingest stopped by the {budget:g} s budget, {result.ingested:,} objects stored"
-            )
+            result.notes.append(f"ingest stopped by the {budget:g} s budget, {result.ingested:,} objects stored")
             return False
     if failures:
         examples = " | ".join(failures[:MAX_FAILURES_SHOWN])
@@ -308,9 +306,7 @@ def sweep_once(client: TaxiiClient, path: str, result: Measurement, timeout: flo
     try:
         sweep = read_back(client, path, result)
     except httpx.TimeoutException:
-        result.notes.append(
-            f"read-back: a page took over {timeout:g} s; {result.read:,} objects read by then"
-        )
+        result.notes.append(f"read-back: a page took over {timeout:g} s; {result.read:,} objects read by then")
         # the server is still busy with that page, so an ingest timed now would be skewed
         result.notes.append("ingest not continued after the timeout")
         result.read, result.read_s = 0, 0.0
@@ -377,9 +373,7 @@ def measure_relto(objects: list[StixObject], args: argparse.Namespace, workdir: 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--corpus", type=Path, default=CORPUS, help="gzipped STIX bundle (default: %(default)s)")
     add("--skip-medallion", action="store_true", help="do not run medallion")
@@ -419,9 +413,7 @@ def targets(results: dict[str, Measurement]) -> list[Target]:
     floor_pages = quotient(floor.last_page_ms, floor.first_page_ms) if floor else None
     return [
         Target("relto ingest / floor", quotient(_rate(relto, "ingest"), _rate(floor, "ingest")), 0.5, True),
-        Target(
-            "relto ingest / medallion", quotient(_rate(relto, "ingest"), _rate(medallion, "ingest")), 10, True
-        ),
+        Target("relto ingest / medallion", quotient(_rate(relto, "ingest"), _rate(medallion, "ingest")), 10, True),
         Target("relto read / read floor", quotient(_rate(relto, "read"), _rate(floor, "read")), 0.5, True),
         Target("relto last page / first page", quotient(last, first), 2, False),
         # the pages differ in content (see the floor's note), so the same ratio relative to the floor's

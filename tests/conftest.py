@@ -64,7 +64,8 @@ class Harness:
 
     def post(self, token: str, collection: str, objects: list[Any]) -> dict[str, Any]:
         r = self.client.post(
-            f"/api/collections/{collection}/objects/", content=orjson.dumps({"objects": objects}),
+            f"/api/collections/{collection}/objects/",
+            content=orjson.dumps({"objects": objects}),
             headers=self.headers(token),
         )
         assert r.status_code == 202, r.text
@@ -99,7 +100,10 @@ def free_port() -> int:
 def relto(*args: str, env: dict[str, str] | None = None) -> str:
     """Run the real `relto` command; return its stdout."""
     done = subprocess.run(
-        [sys.executable, "-m", "relto", *args], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "relto", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stderr
@@ -118,15 +122,18 @@ class Server:
 
 def start_server(data: Path, admin: str, *extra: str) -> Server:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "relto", "serve", "--data", str(data), "--port", str(port), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    log = data.parent / f"serve-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "relto", "serve", "--data", str(data), "--port", str(port), *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"relto serve exited: {process.stderr.read().decode() if process.stderr else ''}")
+            raise RuntimeError(f"relto serve exited: {log.read_text()}")
         try:
             if httpx.get(f"{url}/taxii2/", headers={"Authorization": f"Bearer {admin}"}).status_code == 200:
                 return Server(url, data, admin, process)

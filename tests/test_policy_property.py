@@ -77,7 +77,9 @@ def reference_visible(nation: str, clearance: int, v: Version, s: Scenario) -> b
 
 spells = st.tuples(st.sampled_from(NATIONS), st.integers(-5, 3), st.one_of(st.none(), st.integers(-3, 5)))
 markings = st.builds(
-    Marking, st.integers(0, 3), st.lists(st.sampled_from(NATIONS + COMMUNITIES), min_size=1, max_size=3, unique=True).map(tuple)
+    Marking,
+    st.integers(0, 3),
+    st.lists(st.sampled_from(NATIONS + COMMUNITIES), min_size=1, max_size=3, unique=True).map(tuple),
 )
 versions = st.builds(
     Version,
@@ -113,9 +115,15 @@ def publish(h: Harness, s: Scenario) -> tuple[str, dict[int, str]]:
             defs.append(tlp_definition(v.tlp))
         stamp = f"2024-10-18T09:{v.minute:02d}:00.000Z"
         obj = {
-            "type": "indicator", "spec_version": "2.1", "id": ids[v.object], "created": "2024-10-18T09:00:00.000Z",
-            "modified": stamp, "pattern": "[ipv4-addr:value = '203.0.113.1']", "pattern_type": "stix",
-            "valid_from": "2024-10-18T09:00:00Z", "name": f"{v.publisher} {v.minute}",
+            "type": "indicator",
+            "spec_version": "2.1",
+            "id": ids[v.object],
+            "created": "2024-10-18T09:00:00.000Z",
+            "modified": stamp,
+            "pattern": "[ipv4-addr:value = '203.0.113.1']",
+            "pattern_type": "stix",
+            "valid_from": "2024-10-18T09:00:00Z",
+            "name": f"{v.publisher} {v.minute}",
         }
         if defs:
             obj["object_marking_refs"] = [d["id"] for d in defs]
@@ -155,12 +163,14 @@ def check(h: Harness, s: Scenario) -> None:
             token = h.token(nation, DEFAULT_LEVELS[clearance])
             seen = {k: v for k, v in kept.items() if reference_visible(nation, clearance, v, s)}
             expect_last = {}
-            for (obj, minute) in sorted(seen):
+            for obj, minute in sorted(seen):
                 expect_last[ids[obj]] = minute
             got = read_all(h, token, base + "objects/", "objects")
             got_last = {o["id"]: int(o["modified"][14:16]) for o in got if o["type"] == "indicator"}
             assert got_last == expect_last, (nation, clearance)
-            every = read_all(h, token, base + "objects/", "objects", **{"match[version]": "all", "match[type]": "indicator"})
+            every = read_all(
+                h, token, base + "objects/", "objects", **{"match[version]": "all", "match[type]": "indicator"}
+            )
             assert sorted((o["id"], o["modified"]) for o in every) == sorted(
                 (ids[o], f"2024-10-18T09:{m:02d}:00.000Z") for o, m in seen
             )
@@ -182,6 +192,7 @@ def check(h: Harness, s: Scenario) -> None:
 
 def run_property(h: Harness, examples: int, shrink: bool = True) -> None:
     phases = list(Phase) if shrink else [Phase.generate]
+
     @settings(
         max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None, phases=phases
     )

@@ -16,7 +16,7 @@ from relto import __version__
 from relto.domain.communities import Community, Membership, check_community_name, default_communities
 from relto.domain.errors import ReltoError
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
-from relto.domain.markings import TLP_IDS, releasability_marking, tlp_definition
+from relto.domain.markings import TLP_IDS, canonical_rel_to, releasability_marking, tlp_definition
 from relto.domain.parties import check_nation
 from relto.domain.timestamps import now_micros
 from relto.domain.tokens import make_token
@@ -105,14 +105,29 @@ def init(data: Path | None, database: str | None, nation: str, title: str | None
 
 
 def _issue(
-    store: Store, *, nation: str, clearance: str, organisation: str, name: str, admin: bool = False,
+    store: Store,
+    *,
+    nation: str,
+    clearance: str,
+    organisation: str,
+    name: str,
+    admin: bool = False,
     can_write: bool = True,
 ) -> str:
     new = make_token()
     store.add_token(
         TokenRecord(
-            id=0, key_id=new.key_id, secret_hash=new.secret_hash, nation=nation, organisation=organisation,
-            name=name, clearance=clearance, admin=admin, can_write=can_write, created=now_micros(), revoked=None,
+            id=0,
+            key_id=new.key_id,
+            secret_hash=new.secret_hash,
+            nation=nation,
+            organisation=organisation,
+            name=name,
+            clearance=clearance,
+            admin=admin,
+            can_write=can_write,
+            created=now_micros(),
+            revoked=None,
         )
     )
     return new.value
@@ -132,15 +147,26 @@ def token() -> None:
 @click.option("--admin", is_flag=True, help="May manage the node (delete any object, read any status).")
 @click.option("--read-only", is_flag=True, help="May read but not publish.")
 def token_issue(
-    data: Path | None, database: str | None, nation: str, clearance: str, organisation: str, name: str,
-    admin: bool, read_only: bool,
+    data: Path | None,
+    database: str | None,
+    nation: str,
+    clearance: str,
+    organisation: str,
+    name: str,
+    admin: bool,
+    read_only: bool,
 ) -> None:
     """Issue a token and print it alone on stdout (it is shown once and stored only as a hash)."""
     node = _open_node(data, database)
     level = node.ladder.name(node.ladder.rank(clearance))
     value = _issue(
-        node.store, nation=check_nation(nation), clearance=level, organisation=organisation, name=name,
-        admin=admin, can_write=not read_only,
+        node.store,
+        nation=check_nation(nation),
+        clearance=level,
+        organisation=organisation,
+        name=name,
+        admin=admin,
+        can_write=not read_only,
     )
     click.echo(value)
 
@@ -276,10 +302,23 @@ def _day(text: str) -> date:
 @click.option("--tlp", type=click.Choice(sorted(TLP_IDS)), default=None, help="A TLP 2.0 marking to add.")
 @click.option("--levels", default=",".join(DEFAULT_LEVELS), show_default=True, help="The classification ladder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the default is also JSON; kept for scripts).")
-def mark(classification: str, rel_to: str, tlp: str | None, levels: str, as_json: bool) -> None:
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), envvar="RELTO_DATA", default=None,
+              help="Check ladder and community names against this node (default: the built-in ones).")
+def mark(classification: str, rel_to: str, tlp: str | None, levels: str, as_json: bool, data: Path | None) -> None:
     """Print the marking refs and definitions to put in a bundle: {"refs": [...], "definitions": [...]}."""
     del as_json
     ladder = Ladder.of(levels.split(","))
+    communities = default_communities()
+    if data is not None:
+        node = _open_node(data, None)
+        ladder, communities = node.ladder, node.store.communities()
+    known = {c.name for c in communities}
+    for entry in canonical_rel_to(rel_to.split(",")):
+        if len(entry) != 3 and entry not in known:
+            raise ReltoError(
+                f"{entry!r} is neither a nation code (ISO 3166-1 alpha-3, e.g. GBR) nor a known community "
+                f"({', '.join(sorted(known))})"
+            )
     definitions = [releasability_marking(classification, rel_to.split(","), ladder)]
     if tlp:
         definitions.append(tlp_definition(tlp))
@@ -309,8 +348,12 @@ def _serve(node: Node, host: str, port: int) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on (0: any free port).")
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep the demo node here instead of a throwaway directory.")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the demo node here instead of a throwaway directory.",
+)
 def demo(host: str, port: int, data: Path | None) -> None:
     """Start a throwaway demo node: a small coalition, sample intelligence, tokens printed; Ctrl-C stops."""
     from relto.demo import run_demo

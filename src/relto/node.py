@@ -190,8 +190,9 @@ class Node:
                 failures.append(_failure(obj, exc.message))
                 continue
             accepted.append(
-                NewVersion(checked.id, checked.type, checked.spec_version, checked.version, checked.version_text,
-                           set_id, body)
+                NewVersion(
+                    checked.id, checked.type, checked.spec_version, checked.version, checked.version_text, set_id, body
+                )
             )
         status_id = str(uuid.uuid4())
         result: dict[str, Any] = {}

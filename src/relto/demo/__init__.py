@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from relto.domain.communities import default_communities
 from relto.domain.markings import releasability_marking, tlp_definition
@@ -52,11 +50,17 @@ def build(data: Path) -> tuple[Node, dict[str, str], str]:
     from relto.cli import _issue
 
     store = open_store(data=data)
-    info = NodeInfo(node_id="demo", nation="GBR", levels=("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL",
-                    "SECRET", "TOP SECRET"), title="relto demo: coalition hub")
+    info = NodeInfo(
+        node_id="demo",
+        nation="GBR",
+        levels=("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET", "TOP SECRET"),
+        title="relto demo: coalition hub",
+    )
     store.initialise(info, default_communities())
-    tokens = {n: _issue(store, nation=n, clearance="SECRET", organisation=f"{n} analysts (demo)",
-                        name=f"{n} analyst") for n in NATIONS}
+    tokens = {
+        n: _issue(store, nation=n, clearance="SECRET", organisation=f"{n} analysts (demo)", name=f"{n} analyst")
+        for n in NATIONS
+    }
     node = Node(store, Settings.from_env())
     coll = node.add_collection("Coalition intelligence (demo)", "Fictional demo data: North Korean forces, 2024")
     seed(node, tokens, coll.id)
@@ -67,41 +71,41 @@ def _free_port(host: str, wanted: int) -> int:
     with socket.socket() as s:
         try:
             s.bind((host, wanted))
-            return wanted
         except OSError:
             s.bind((host, 0))
-            return int(s.getsockname()[1])
+        return int(s.getsockname()[1])
 
 
 def run_demo(*, host: str, port: int, data: Path | None) -> None:
     """Build the demo node, print how to use it, and serve it until Ctrl-C."""
-    console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="relto-demo-") as tmp:
         where = data or Path(tmp)
         node, tokens, coll = build(where)
         actual = _free_port(host, port)
         base = f"http://{host}:{actual}"
         everything = Filters(limit=10_000)
-        table = Table(title="Demo tokens (fictional coalition; each nation sees what is releasable to it)")
-        for column in ("nation", "clearance", "objects visible", "token"):
-            table.add_column(column)
+        total = len(sample_items())
+        say = print
+        say("relto demo: a coalition hub run by GBR, with fictional intelligence on North Korean forces (2024).")
+        say("Each nation's token sees only what is releasable to it:\n")
         for nation, value in tokens.items():
-            seen = len(node.read(node.authenticate(value), coll, everything).rows)
-            table.add_row(nation, "SECRET", str(seen), value)
-        console.print(table)
-        if actual != port:
-            console.print(f"[yellow]Port {port} is busy; using {actual}.[/yellow]")
-        console.print(f"TAXII discovery: {base}/taxii2/   collection: {base}/api/collections/{coll}/")
-        console.print("Try it (each nation gets a different answer):")
-        console.print(
-            f"  curl -s -H 'Accept: application/taxii+json;version=2.1' -H 'Authorization: Bearer "
-            f"{tokens['KOR']}' {base}/api/collections/{coll}/objects/ | python3 -m json.tool | less"
+            rows = node.read(node.authenticate(value), coll, everything).rows
+            seen = sum(1 for r in rows if r.type != "marking-definition")
+            say(f"  {nation}  SECRET  sees {seen:>2} of {total} reports, indicators, ...   token: {value}")
+        if port and actual != port:
+            say(f"\nPort {port} is busy; using {actual}.")
+        say(f"\nTAXII discovery:  {base}/taxii2/")
+        say(f"Collection:       {base}/api/collections/{coll}/")
+        say("\nTry it (each nation gets a different answer):")
+        say(
+            f"  curl -s -H 'Accept: application/taxii+json;version=2.1' -H 'Authorization: Bearer {tokens['KOR']}' "
+            f"{base}/api/collections/{coll}/objects/ | python3 -m json.tool"
         )
-        console.print(
+        say(
             f"  python3 -c \"from taxii2client.v21 import Collection; c = Collection('{base}/api/collections/"
             f"{coll}/', user='ukr', password='{tokens['UKR']}'); print(len(c.get_objects()['objects']))\""
         )
-        console.print(f"Data directory: {where} ({'kept' if data else 'deleted on exit'}). Ctrl-C stops.")
+        say(f"\nData directory: {where} ({'kept' if data else 'deleted on exit'}). Ctrl-C stops.", flush=True)
         from relto.cli import _serve
 
         _serve(node, host, actual)

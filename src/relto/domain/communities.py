@@ -91,9 +91,7 @@ def default_communities() -> list[Community]:
         + _spells("2013-07-01", ["HRV"])
     )
     fvey = (
-        _spells("1946-03-05", ["GBR", "USA"])
-        + _spells("1948-01-01", ["CAN"])
-        + _spells("1956-01-01", ["AUS", "NZL"])
+        _spells("1946-03-05", ["GBR", "USA"]) + _spells("1948-01-01", ["CAN"]) + _spells("1956-01-01", ["AUS", "NZL"])
     )
     ip4 = _spells("2022-06-29", ["AUS", "JPN", "KOR", "NZL"])
     return [

@@ -1,17 +1,17 @@
 """Domain exceptions. They carry no HTTP codes: api/errors.py maps them to TAXII error bodies.
 
-    ReltoError
-    ├── InvalidRequest           the request itself is malformed (a filter, a parameter)
-    │   ├── InvalidEnvelope      the body is JSON but not a TAXII envelope
-    │   ├── MalformedJSON        the body is not JSON at all
-    │   ├── NotAcceptable        the client accepts no media type we produce
-    │   ├── UnsupportedMediaType the body is in a media type we do not take
-    │   └── PayloadTooLarge      the body is over max_content_length
-    ├── InvalidObject            one STIX object fails a check (reported per object in a status)
-    ├── Unauthenticated          no credential, or one we do not know
-    ├── Forbidden                known party, not allowed to do this
-    ├── NotFound                 no such thing, or not visible to this party (the same answer)
-    └── ConfigurationError       the node or a command is set up wrongly
+ReltoError
+├── InvalidRequest           the request itself is malformed (a filter, a parameter)
+│   ├── InvalidEnvelope      the body is JSON but not a TAXII envelope
+│   ├── MalformedJSON        the body is not JSON at all
+│   ├── NotAcceptable        the client accepts no media type we produce
+│   ├── UnsupportedMediaType the body is in a media type we do not take
+│   └── PayloadTooLarge      the body is over max_content_length
+├── InvalidObject            one STIX object fails a check (reported per object in a status)
+├── Unauthenticated          no credential, or one we do not know
+├── Forbidden                known party, not allowed to do this
+├── NotFound                 no such thing, or not visible to this party (the same answer)
+└── ConfigurationError       the node or a command is set up wrongly
 """
 
 from __future__ import annotations

@@ -20,9 +20,7 @@ def releasable_to(nation: str, ms: MarkingSet, members: Mapping[str, frozenset[s
         return True
     if ms.rel_to is None:
         return False
-    return all(
-        any(entry == nation or nation in members.get(entry, ()) for entry in group) for group in ms.rel_to
-    )
+    return all(any(entry == nation or nation in members.get(entry, ()) for entry in group) for group in ms.rel_to)
 
 
 def visible(nation: str, clearance: int, ms: MarkingSet, members: Mapping[str, frozenset[str]]) -> bool:

@@ -19,7 +19,26 @@ _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _ID = re.compile(rf"^([a-z0-9][a-z0-9-]{{1,248}}[a-z0-9])--({_UUID})$")
 
 SCO_TYPES = frozenset(
-    ["artifact", "autonomous-system", "directory", "domain-name", "email-addr", "email-message", "file", "ipv4-addr", "ipv6-addr", "mac-addr", "mutex", "network-traffic", "process", "software", "url", "user-account", "windows-registry-key", "x509-certificate"]
+    [
+        "artifact",
+        "autonomous-system",
+        "directory",
+        "domain-name",
+        "email-addr",
+        "email-message",
+        "file",
+        "ipv4-addr",
+        "ipv6-addr",
+        "mac-addr",
+        "mutex",
+        "network-traffic",
+        "process",
+        "software",
+        "url",
+        "user-account",
+        "windows-registry-key",
+        "x509-certificate",
+    ]
 )
 # Types that carry created but no modified (they are never versioned).
 _CREATED_ONLY = frozenset({"marking-definition"})
@@ -67,8 +86,11 @@ def is_identifier(value: object, of_type: str | None = None) -> bool:
 
 def _id_matches(value: str, type_: str) -> bool:
     n = len(type_)
-    return len(value) == n + 38 and value[n : n + 2] == "--" and value.startswith(type_) and bool(
-        _UUID_ONLY.fullmatch(value, n + 2)
+    return (
+        len(value) == n + 38
+        and value[n : n + 2] == "--"
+        and value.startswith(type_)
+        and bool(_UUID_ONLY.fullmatch(value, n + 2))
     )
 
 
@@ -137,7 +159,7 @@ def _marking_refs(obj: dict[str, Any]) -> tuple[str, ...]:
             ref = gm.get("marking_ref")
             if ref is None and "lang" in gm:
                 continue
-            if not is_identifier(ref, "marking-definition"):
+            if not isinstance(ref, str) or not is_identifier(ref, "marking-definition"):
                 raise InvalidObject("each granular marking needs 'marking_ref' (a marking-definition id) or 'lang'")
             refs.append(ref)
     return tuple(dict.fromkeys(refs))

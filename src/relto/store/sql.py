@@ -167,9 +167,7 @@ class SQLStore:
         with self._writing() as conn:
             self._put_community(conn, community)
             gen = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "communities_generation")).scalar_one()
-            conn.execute(
-                update(t.meta).where(t.meta.c.key == "communities_generation").values(value=str(int(gen) + 1))
-            )
+            conn.execute(update(t.meta).where(t.meta.c.key == "communities_generation").values(value=str(int(gen) + 1)))
 
     def _put_community(self, conn: Connection, community: Community) -> None:
         conn.execute(delete(t.community_members).where(t.community_members.c.community == community.name))
@@ -305,8 +303,18 @@ class SQLStore:
                 has_newer = bool(others) and max(others) > v.version
                 others.append(v.version)
                 rows.append(
-                    (collection_id, v.stix_id, v.type, v.version, v.version_text, v.spec_version, clock,
-                     v.marking_set, has_newer, v.body)
+                    (
+                        collection_id,
+                        v.stix_id,
+                        v.type,
+                        v.version,
+                        v.version_text,
+                        v.spec_version,
+                        clock,
+                        v.marking_set,
+                        has_newer,
+                        v.body,
+                    )
                 )
                 if v.type == "marking-definition":
                     self._register_marking_definition(conn, v)
@@ -316,8 +324,11 @@ class SQLStore:
                 for stix_id, version in superseded:
                     conn.execute(
                         update(t.objects)
-                        .where(t.objects.c.collection == collection_id, t.objects.c.stix_id == stix_id,
-                               t.objects.c.version < version)
+                        .where(
+                            t.objects.c.collection == collection_id,
+                            t.objects.c.stix_id == stix_id,
+                            t.objects.c.version < version,
+                        )
                         .values(has_newer=True)
                     )
                 conn.execute(update(t.clock).where(t.clock.c.id == 1).values(last_date_added=clock - 1))
@@ -358,7 +369,9 @@ class SQLStore:
             for chunk in _chunks([seq for seq, _ in found], 500):
                 conn.execute(delete(t.objects).where(t.objects.c.seq.in_(chunk)))
             o, n = t.objects, t.objects.alias("n")
-            newer = exists().where(n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, n.c.version > o.c.version)
+            newer = exists().where(
+                n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, n.c.version > o.c.version
+            )
             for chunk in _chunks(sorted({stix_id for _, stix_id in found}), 500):
                 conn.execute(
                     update(o).where(o.c.collection == query.collection, o.c.stix_id.in_(chunk)).values(has_newer=newer)
@@ -371,8 +384,15 @@ class SQLStore:
         """The statement (cached by shape, so SQLAlchemy's compiled cache hits) and its parameters."""
         stamps = [v for v in query.versions if isinstance(v, int)]
         modes = () if "all" in query.versions else tuple(m for m in ("last", "first") if m in query.versions)
-        shape = (tuple(columns), bool(query.ids), bool(query.types), bool(query.spec_versions), modes,
-                 bool(stamps) and "all" not in query.versions, query.known_max_set is not None)
+        shape = (
+            tuple(columns),
+            bool(query.ids),
+            bool(query.types),
+            bool(query.spec_versions),
+            modes,
+            bool(stamps) and "all" not in query.versions,
+            query.known_max_set is not None,
+        )
         stmt = self._statements.get(shape)
         if stmt is None:
             stmt = _build_select(*shape)
@@ -472,4 +492,3 @@ def _marking_set(row: Any) -> MarkingSet:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-

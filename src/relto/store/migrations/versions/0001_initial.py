@@ -16,7 +16,9 @@ big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    op.create_table("meta", sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text, nullable=False))
+    op.create_table(
+        "meta", sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text, nullable=False)
+    )
     op.create_table(
         "clock", sa.Column("id", sa.Integer, primary_key=True), sa.Column("last_date_added", big, nullable=False)
     )
@@ -41,9 +43,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "community_members",
-        sa.Column(
-            "community", sa.String(32), sa.ForeignKey("communities.name", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("community", sa.String(32), sa.ForeignKey("communities.name", ondelete="CASCADE"), nullable=False),
         sa.Column("nation", sa.String(3), nullable=False),
         sa.Column("since", sa.String(10), nullable=False),
         sa.Column("until", sa.String(10), nullable=True),
@@ -101,7 +101,15 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "statuses", "objects", "marking_sets", "marking_definitions", "collections",
-        "community_members", "communities", "tokens", "clock", "meta",
+        "statuses",
+        "objects",
+        "marking_sets",
+        "marking_definitions",
+        "collections",
+        "community_members",
+        "communities",
+        "tokens",
+        "clock",
+        "meta",
     ):
         op.drop_table(table)
