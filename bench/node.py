@@ -23,11 +23,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Generator
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-import httpx
 import orjson
 from _common import (
     MEDIA_TYPE,
@@ -38,6 +36,8 @@ from _common import (
     StixObject,
     Target,
     TaxiiClient,
+    basic_auth,
+    bearer_auth,
     envelopes,
     free_port,
     load_objects,
@@ -132,17 +132,6 @@ def measure_floor(batch: list[Envelope], workdir: Path, runs: int, repeat: int) 
 
 
 # --- TAXII runs (medallion and relto) -----------------------------------------------------------
-
-
-class BearerAuth(httpx.Auth):
-    """Authorization: Bearer TOKEN."""
-
-    def __init__(self, token: str) -> None:
-        self.header = f"Bearer {token}"
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self.header
-        yield request
 
 
 class Collection(NamedTuple):
@@ -287,8 +276,7 @@ def measure_medallion(objects: list[StixObject], args: argparse.Namespace, workd
     log_path = workdir / "medallion.log"
     command = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARN", str(config)]
     with server(command, log_path) as process:
-        auth = httpx.BasicAuth(user, password)
-        client = TaxiiClient(f"http://127.0.0.1:{port}", auth, args.medallion_timeout)
+        client = TaxiiClient(f"http://127.0.0.1:{port}", basic_auth(user, password), args.medallion_timeout)
         try:
             client.wait_ready(process, log_path)
             target = Collection("/api1/", collection)
@@ -305,7 +293,7 @@ def sweep_once(client: TaxiiClient, path: str, result: Measurement, timeout: flo
     """Read back once, False on a timeout; page times come from here (medallion's `next` is single-use)."""
     try:
         sweep = read_back(client, path, result)
-    except httpx.TimeoutException:
+    except TimeoutError:
         result.notes.append(f"read-back: a page took over {timeout:g} s; {result.read:,} objects read by then")
         # the server is still busy with that page, so an ingest timed now would be skewed
         result.notes.append("ingest not continued after the timeout")
@@ -353,7 +341,7 @@ def measure_relto(objects: list[StixObject], args: argparse.Namespace, workdir: 
     data = str(workdir / "relto-data")
     command = [args.relto, "serve", "--data", data, "--host", "127.0.0.1", "--port", str(port)]
     with server(command, log_path) as process:
-        client = TaxiiClient(f"http://127.0.0.1:{port}", BearerAuth(token), args.timeout)
+        client = TaxiiClient(f"http://127.0.0.1:{port}", bearer_auth(token), args.timeout)
         try:
             client.wait_ready(process, log_path)
             target = Collection("/api/", collection)

@@ -139,7 +139,9 @@ def test_demo_serves_each_nation_its_share() -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                r = httpx.get(url, headers={"Authorization": f"Bearer {tokens['UKR']}", "Accept": TAXII}, params={"limit": 1000})
+                r = httpx.get(
+                    url, headers={"Authorization": f"Bearer {tokens['UKR']}", "Accept": TAXII}, params={"limit": 1000}
+                )
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline

@@ -32,7 +32,9 @@ def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[st
 def cli_reference() -> str:
     parts = ["# CLI reference\n\nGenerated from `relto --help` by `python tests/test_docs.py`; do not edit by hand.\n"]
     for path in _commands(main):
-        result = CliRunner(env={"COLUMNS": "100"}).invoke(main, [*path, "--help"], prog_name="relto", terminal_width=100)
+        result = CliRunner(env={"COLUMNS": "100"}).invoke(
+            main, [*path, "--help"], prog_name="relto", terminal_width=100
+        )
         title = " ".join(("relto", *path))
         parts.append(f"\n## {title}\n\n```\n{result.output.rstrip()}\n```\n")
     return "".join(parts)

@@ -39,4 +39,6 @@ def test_web_framework_stays_inside_api() -> None:
             assert "fastapi" not in text and "starlette" not in text, f"{rel} imports the web framework"
         if rel.parts[0] == "domain":
             imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
-            assert all("relto" not in line or "relto.domain" in line for line in imports), f"{rel} imports outside domain"
+            assert all("relto" not in line or "relto.domain" in line for line in imports), (
+                f"{rel} imports outside domain"
+            )

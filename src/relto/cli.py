@@ -302,8 +302,13 @@ def _day(text: str) -> date:
 @click.option("--tlp", type=click.Choice(sorted(TLP_IDS)), default=None, help="A TLP 2.0 marking to add.")
 @click.option("--levels", default=",".join(DEFAULT_LEVELS), show_default=True, help="The classification ladder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the default is also JSON; kept for scripts).")
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), envvar="RELTO_DATA", default=None,
-              help="Check ladder and community names against this node (default: the built-in ones).")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RELTO_DATA",
+    default=None,
+    help="Check ladder and community names against this node (default: the built-in ones).",
+)
 def mark(classification: str, rel_to: str, tlp: str | None, levels: str, as_json: bool, data: Path | None) -> None:
     """Print the marking refs and definitions to put in a bundle: {"refs": [...], "definitions": [...]}."""
     del as_json

@@ -181,8 +181,8 @@ class Node:
                 checked = check_object(obj)
                 if checked.type == "marking-definition":
                     meaning = interpret_marking_definition(obj, self.ladder)
-                    pending_meanings[checked.id] = meaning
                     set_id = self._set_for_definition(party, checked.marking_refs, meaning, pending_meanings)
+                    pending_meanings[checked.id] = meaning
                 else:
                     set_id = self._set_for(party, checked.marking_refs, pending_meanings)
                 body = orjson.dumps(obj)

@@ -149,7 +149,8 @@ def test_taxii_21_content_type_is_accepted(harness: Harness, coll: str, content_
 
 # 406 Accept that does not allow TAXII 2.1 -----------------------------------------------------------------
 @pytest.mark.parametrize(
-    "accept", ["application/xml", "application/taxii+json;version=2.0", "text/html", "application/stix+json;version=2.0"]
+    "accept",
+    ["application/xml", "application/taxii+json;version=2.0", "text/html", "application/stix+json;version=2.0"],
 )
 @pytest.mark.parametrize("what", ["objects", "manifest", "collection", "discovery", "post"])
 def test_accept_without_taxii_21_is_406(harness: Harness, coll: str, gbr: str, accept: str, what: str) -> None:
@@ -374,7 +375,8 @@ def test_basic_with_the_token_as_password_is_accepted(harness: Harness, coll: st
 def test_read_only_token_cannot_post(harness: Harness, coll: str) -> None:
     reader = harness.token("GBR", "SECRET", can_write=False)
     obj = indicator()
-    r = harness.client.post(objects_url(coll), content=orjson.dumps({"objects": [obj]}), headers=harness.headers(reader))
+    body = orjson.dumps({"objects": [obj]})
+    r = harness.client.post(objects_url(coll), content=body, headers=harness.headers(reader))
     assert_taxii_error(r, 403, "publish")
     assert stored_ids(harness, reader, coll) == set()
     # It may still read.
@@ -385,11 +387,13 @@ def test_read_only_token_cannot_post(harness: Harness, coll: str) -> None:
 @pytest.mark.parametrize("missing", [str(uuid.uuid4()), "not-a-collection"])
 def test_unknown_collection_is_404(harness: Harness, gbr: str, missing: str) -> None:
     harness.collection()
-    for suffix in ("objects/", "manifest/", "", f"objects/{new_id('indicator')}/", f"objects/{new_id('indicator')}/versions/"):
+    obj = new_id("indicator")
+    for suffix in ("objects/", "manifest/", "", f"objects/{obj}/", f"objects/{obj}/versions/"):
         r = harness.get(gbr, f"/api/collections/{missing}/{suffix}")
         assert_taxii_error(r, 404, missing)
     r = harness.client.post(
-        f"/api/collections/{missing}/objects/", content=orjson.dumps({"objects": [indicator()]}),
+        f"/api/collections/{missing}/objects/",
+        content=orjson.dumps({"objects": [indicator()]}),
         headers=harness.headers(gbr),
     )
     assert_taxii_error(r, 404, missing)
@@ -431,8 +435,14 @@ def test_unknown_endpoint_is_404_taxii_body(harness: Harness, gbr: str, path: st
 # 405 -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("method", "where"),
-    [("PUT", "objects/"), ("PATCH", "objects/"), ("DELETE", "objects/"), ("POST", "manifest/"), ("POST", ""),
-     ("PUT", "objects/{id}/")],
+    [
+        ("PUT", "objects/"),
+        ("PATCH", "objects/"),
+        ("DELETE", "objects/"),
+        ("POST", "manifest/"),
+        ("POST", ""),
+        ("PUT", "objects/{id}/"),
+    ],
 )
 def test_wrong_method_is_405_taxii_body(harness: Harness, coll: str, gbr: str, method: str, where: str) -> None:
     path = f"/api/collections/{coll}/" + where.format(id=new_id("indicator"))
@@ -488,15 +498,22 @@ BAD_OBJECTS: dict[str, tuple[Any, str]] = {
     "object_marking_refs of identities": (indicator(object_marking_refs=[new_id("identity")]), "object_marking_refs"),
     "object_marking_refs not ids": (indicator(object_marking_refs=["TLP:RED"]), "object_marking_refs"),
     "unknown marking-definition": (
-        indicator(object_marking_refs=[new_id("marking-definition")]), "unknown marking-definition"
+        indicator(object_marking_refs=[new_id("marking-definition")]),
+        "unknown marking-definition",
     ),
     "granular marking without selectors": (
-        indicator(granular_markings=[{"marking_ref": new_id("marking-definition")}]), "selectors"
+        indicator(granular_markings=[{"marking_ref": new_id("marking-definition")}]),
+        "selectors",
     ),
     "relationship without source_ref": (
         {
-            "type": "relationship", "spec_version": "2.1", "id": new_id("relationship"), "created": TS,
-            "modified": TS, "relationship_type": "indicates", "target_ref": new_id("malware"),
+            "type": "relationship",
+            "spec_version": "2.1",
+            "id": new_id("relationship"),
+            "created": TS,
+            "modified": TS,
+            "relationship_type": "indicates",
+            "target_ref": new_id("malware"),
         },
         "source_ref",
     ),
@@ -509,7 +526,8 @@ BAD_OBJECTS: dict[str, tuple[Any, str]] = {
     "relto marking empty rel_to": (_relto_marking(rel_to=[]), "rel_to"),
     "relto marking bad nation": (_relto_marking(rel_to=["G"]), "not a community name"),
     "relto marking extension not an object": (
-        {**_relto_marking(), "extensions": {RELTO_EXTENSION_ID: "SECRET"}}, RELTO_EXTENSION_ID
+        {**_relto_marking(), "extensions": {RELTO_EXTENSION_ID: "SECRET"}},
+        RELTO_EXTENSION_ID,
     ),
 }
 
@@ -603,9 +621,7 @@ REJECTED_MARKINGS = {
 
 
 @pytest.mark.parametrize("case", list(REJECTED_MARKINGS))
-def test_rejected_marking_definition_leaves_nothing_behind(
-    harness: Harness, coll: str, gbr: str, case: str
-) -> None:
+def test_rejected_marking_definition_leaves_nothing_behind(harness: Harness, coll: str, gbr: str, case: str) -> None:
     """An object in the same envelope that relies on a rejected marking-definition is rejected too."""
     marking = REJECTED_MARKINGS[case]
     relying = indicator(object_marking_refs=[marking["id"]])

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from relto import __version__
 from relto.api.auth import party_of
@@ -39,10 +40,19 @@ def create_app(node: Node) -> FastAPI:
     app.state.node = node
     app.add_exception_handler(ReltoError, handle_relto_error)
 
-    async def http_error(_request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         what = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(exc.status_code, "")
-        return error_response(exc.status_code, str(exc.detail), what or str(exc.detail))
+        response = error_response(exc.status_code, str(exc.detail), what or str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Each method is its own route: Allow must list the methods of every route on this path.
+            methods: set[str] = set()
+            for route in app.router.routes:
+                if route.matches(request.scope)[0] != Match.NONE:
+                    methods |= getattr(route, "methods", None) or set()
+            response.headers["Allow"] = ", ".join(sorted(methods - {"HEAD"}))
+        return response
 
     app.add_exception_handler(StarletteHTTPException, http_error)
 

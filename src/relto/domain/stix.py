@@ -14,9 +14,9 @@ from typing import Any
 from relto.domain.errors import InvalidObject
 from relto.domain.timestamps import parse_timestamp
 
-_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]$")
+_TYPE = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]")
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_ID = re.compile(rf"^([a-z0-9][a-z0-9-]{{1,248}}[a-z0-9])--({_UUID})$")
+_ID = re.compile(rf"([a-z0-9][a-z0-9-]{{1,248}}[a-z0-9])--({_UUID})")
 
 SCO_TYPES = frozenset(
     [
@@ -75,7 +75,7 @@ def is_identifier(value: object, of_type: str | None = None) -> bool:
         return False
     if value in _GOOD_IDS:
         return True
-    m = _ID.match(value)
+    m = _ID.fullmatch(value)
     if m is None:
         return False
     if len(_GOOD_IDS) > 100_000:
@@ -99,7 +99,7 @@ def check_object(obj: object) -> Checked:
     if not isinstance(obj, dict):
         raise InvalidObject("each entry of 'objects' must be a JSON object")
     type_ = obj.get("type")
-    if not isinstance(type_, str) or not _TYPE.match(type_) or "--" in type_:
+    if not isinstance(type_, str) or not _TYPE.fullmatch(type_) or "--" in type_:
         raise InvalidObject("'type' is required: 3-250 characters of a-z, 0-9 and single '-'")
     id_ = obj.get("id")
     if not isinstance(id_, str) or not _id_matches(id_, type_):
@@ -130,13 +130,15 @@ def _version(obj: dict[str, Any], type_: str) -> tuple[int, str | None]:
         if type_ in SCO_TYPES or type_.startswith("x-"):
             return 0, None
         raise InvalidObject("'created' and 'modified' are required timestamps")
-    created_us = parse_timestamp(created, "'created'") if created is not None else None
+    if created is None:
+        raise InvalidObject("'created' is required (a timestamp) when 'modified' is given")
+    created_us = parse_timestamp(created, "'created'")
     if modified is None:
-        if created_us is None or (type_ not in _CREATED_ONLY and type_ not in SCO_TYPES):
+        if type_ not in _CREATED_ONLY and type_ not in SCO_TYPES:
             raise InvalidObject("'modified' is required (a timestamp not earlier than 'created')")
         return created_us, str(created)
     modified_us = parse_timestamp(modified, "'modified'")
-    if created_us is not None and modified_us < created_us:
+    if modified_us < created_us:
         raise InvalidObject(f"'modified' ({modified}) is earlier than 'created' ({created})")
     return modified_us, str(modified)
 

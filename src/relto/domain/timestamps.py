@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 from relto.domain.errors import InvalidObject
 
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
 def parse_timestamp(value: object, what: str = "timestamp") -> int:
     """Microseconds since the epoch for an RFC 3339 UTC timestamp ('2024-10-18T09:30:00.000Z')."""
-    if not isinstance(value, str) or _TIMESTAMP.match(value) is None:
+    if not isinstance(value, str) or _TIMESTAMP.fullmatch(value) is None:
         shown = repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
         raise InvalidObject(f"{what} {shown} is not an RFC 3339 UTC timestamp like '2024-10-18T09:30:00.000Z'")
     try:
@@ -27,7 +27,7 @@ def parse_timestamp(value: object, what: str = "timestamp") -> int:
 def format_timestamp(micros: int) -> str:
     """An RFC 3339 UTC timestamp with microsecond precision, as TAXII's date_added."""
     dt = _EPOCH + timedelta(microseconds=micros)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}Z"
+    return f"{dt.year:04d}-" + dt.strftime("%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}Z"
 
 
 def now_micros() -> int:

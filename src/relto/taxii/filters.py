@@ -72,7 +72,7 @@ def parse_filters(
     limit = default_limit
     if "limit" in grouped:
         raw = grouped["limit"][-1]
-        if not raw.isdigit() or int(raw) < 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
             raise InvalidRequest(f"limit must be a positive whole number, got {raw!r}")
         limit = min(int(raw), max_limit)
     after_seq = decode_cursor(grouped["next"][-1]) if "next" in grouped else 0

@@ -27,6 +27,8 @@ def check_accept(header: str | None) -> None:
         return
     for part in header.split(","):
         kind, params = _params(part)
+        if params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
+            continue  # q=0 means "not acceptable"
         if kind in ("*/*", "application/*") or _is_taxii(kind, params):
             return
     raise NotAcceptable(f"this server answers in {TAXII}; the Accept header {header!r} does not allow it")
