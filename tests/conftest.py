@@ -6,8 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy import create_engine, make_url
 from starlette.testclient import TestClient
 
 from relto.api import create_app
@@ -22,12 +26,93 @@ from relto.cli import _issue
 from relto.domain.communities import default_communities
 from relto.domain.levels import DEFAULT_LEVELS
 from relto.node import Node
-from relto.store import open_store
+from relto.store import Store, open_store
 from relto.store.base import NodeInfo
+from relto.store.postgres import PostgresStore
 
 TAXII = "application/taxii+json;version=2.1"
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+IN_CI = os.environ.get("CI") == "true"
+POSTGRES_URL = os.environ.get("RELTO_TEST_POSTGRES_URL")
+BACKENDS = ("sqlite", "postgres")
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where a test node lives: its back-end and the CLI arguments that name it."""
+
+    backend: str
+    args: tuple[str, ...]
+
+    def open(self) -> Store:
+        if self.backend == "sqlite":
+            return open_store(data=Path(self.args[1]))
+        return open_store(url=self.args[1])
+
+
+class PostgresDatabases:
+    """Fresh PostgreSQL databases for tests, copied from a migrated template (fast)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.admin = create_engine(self.url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+        self.template = f"relto_tpl_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{self.template}"')
+        PostgresStore(self._url(self.template)).close()  # runs the migrations once
+
+    def _url(self, name: str) -> str:
+        return self.url.set(database=name).render_as_string(hide_password=False)
+
+    def create(self) -> str:
+        name = f"relto_t_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return self._url(name)
+
+    def drop(self, url: str) -> None:
+        name = make_url(url).database
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresDatabases | None]:
+    if not POSTGRES_URL:
+        yield None
+        return
+    databases = PostgresDatabases(POSTGRES_URL)
+    yield databases
+    databases.close()
+
+
+@contextmanager
+def new_database(backend: str, folder: Path, postgres: PostgresDatabases | None) -> Iterator[Database]:
+    """A database of the given back-end for one test (or one module), removed afterwards."""
+    if backend == "sqlite":
+        yield Database("sqlite", ("--data", str(folder / "node")))
+        return
+    if postgres is None:
+        if IN_CI:
+            pytest.fail("CI runs every back-end: set RELTO_TEST_POSTGRES_URL (.ci/run starts PostgreSQL)")
+        pytest.skip("PostgreSQL tests run when RELTO_TEST_POSTGRES_URL is set")
+    url = postgres.create()
+    try:
+        yield Database("postgres", ("--database", url))
+    finally:
+        postgres.drop(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresDatabases | None) -> Iterator[Database]:
+    with new_database(request.param, tmp_path, postgres) as db:
+        yield db
 
 
 def shared_data(name: str) -> Path:
@@ -75,8 +160,8 @@ class Harness:
         return self.client.get(path, params=params, headers=self.headers(token))
 
 
-def make_node(path: Path, nation: str = "GBR") -> Node:
-    store = open_store(data=path)
+def make_node(where: Path | Database, nation: str = "GBR") -> Node:
+    store = where.open() if isinstance(where, Database) else open_store(data=where)
     store.initialise(
         NodeInfo(node_id="test", nation=nation, levels=DEFAULT_LEVELS, title="test node"), default_communities()
     )
@@ -84,8 +169,8 @@ def make_node(path: Path, nation: str = "GBR") -> Node:
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    node = make_node(tmp_path)
+def harness(database: Database) -> Iterator[Harness]:
+    node = make_node(database)
     with TestClient(create_app(node)) as client:
         yield Harness(node, client)
     node.store.close()
@@ -115,17 +200,25 @@ class Server:
     """A real `relto serve` process on a loopback port."""
 
     url: str
-    data: Path
+    db: Database
     admin: str
     process: subprocess.Popen[bytes]
 
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
-def start_server(data: Path, admin: str, *extra: str) -> Server:
+
+def start_server(db: Database, admin: str, *extra: str, logs: Path | None = None) -> Server:
     port = free_port()
-    log = data.parent / f"serve-{port}.log"
+    log = (logs or Path(tempfile.gettempdir())) / f"relto-serve-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "relto", "serve", "--data", str(data), "--port", str(port), *extra],
+            [sys.executable, "-m", "relto", "serve", *db.args, "--port", str(port), *extra],
             stdout=subprocess.DEVNULL,
             stderr=sink,
         )
@@ -136,7 +229,7 @@ def start_server(data: Path, admin: str, *extra: str) -> Server:
             raise RuntimeError(f"relto serve exited: {log.read_text()}")
         try:
             if httpx.get(f"{url}/taxii2/", headers={"Authorization": f"Bearer {admin}"}).status_code == 200:
-                return Server(url, data, admin, process)
+                return Server(url, db, admin, process)
         except httpx.TransportError:
             time.sleep(0.1)
     process.kill()
@@ -144,15 +237,10 @@ def start_server(data: Path, admin: str, *extra: str) -> Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    data = tmp_path / "node"
-    admin = relto("init", "--data", str(data), "--nation", "GBR")
-    srv = start_server(data, admin)
+def server(database: Database, tmp_path: Path) -> Iterator[Server]:
+    admin = relto("init", *database.args, "--nation", "GBR")
+    srv = start_server(database, admin, logs=tmp_path)
     try:
         yield srv
     finally:
-        srv.process.terminate()
-        try:
-            srv.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            srv.process.kill()
+        srv.stop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import requests
 from taxii2client.exceptions import AccessError
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
-from tests.conftest import TAXII, relto, start_server
+from tests.conftest import BACKENDS, TAXII, PostgresDatabases, new_database, relto, start_server
 from tests.conftest import Server as RunningServer
 
 pytestmark = pytest.mark.slow
@@ -59,12 +58,8 @@ class Node:
     def url(self) -> str:
         return self.server.url
 
-    @property
-    def data(self) -> str:
-        return str(self.server.data)
-
     def new_collection(self, title: str = "e2e", description: str = "") -> str:
-        args = ["collection", "add", "--data", self.data, title]
+        args = ["collection", "add", *self.server.db.args, title]
         if description:
             args += ["--description", description]
         return relto(*args)
@@ -100,24 +95,23 @@ class Node:
             self._open.pop().close()
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    data: Path = tmp_path_factory.mktemp("e2e") / "node"
-    admin = relto("init", "--data", str(data), "--nation", "GBR")
-    tokens = {"admin": admin}
-    for name, (nation, clearance, extra) in PARTIES.items():
-        tokens[name] = relto(
-            "token", "issue", "--data", str(data), "--nation", nation, "--clearance", clearance, "--name", name, *extra
-        )
-    server = start_server(data, admin)
-    try:
-        yield Node(server, tokens)
-    finally:
-        server.process.terminate()
+@pytest.fixture(scope="module", params=BACKENDS)
+def node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases | None
+) -> Iterator[Node]:
+    folder: Path = tmp_path_factory.mktemp("e2e")
+    with new_database(request.param, folder, postgres) as db:
+        admin = relto("init", *db.args, "--nation", "GBR")
+        tokens = {"admin": admin}
+        for name, (nation, clearance, extra) in PARTIES.items():
+            tokens[name] = relto(
+                "token", "issue", *db.args, "--nation", nation, "--clearance", clearance, "--name", name, *extra
+            )
+        server = start_server(db, admin, logs=folder)
         try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
+            yield Node(server, tokens)
+        finally:
+            server.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def corpus(name: str) -> list[dict[str, Any]]:
 def test_attack_enterprise_round_trip(server: Server) -> None:
     objects = corpus("enterprise-attack-18.1-stix21.json.gz")
     assert len(objects) == 24_771
-    coll = relto("collection", "add", "--data", str(server.data), "ATT&CK")
+    coll = relto("collection", "add", *server.db.args, "ATT&CK")
     headers = {"Authorization": f"Bearer {server.admin}", "Accept": TAXII, "Content-Type": TAXII}
     base = f"{server.url}/api/collections/{coll}/objects/"
     # The marking definition must be known before the objects that reference it: send it first.

@@ -17,7 +17,13 @@ def open_store(*, data: Path | None = None, url: str | None = None) -> Store:
             from relto.store.sqlite import SQLiteStore
 
             return SQLiteStore(url.removeprefix("sqlite:///"))
-        raise ConfigurationError(f"unsupported database URL {url.split(':', 1)[0]}://…; use sqlite:///PATH")
+        if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            from relto.store.postgres import PostgresStore
+
+            return PostgresStore(url)
+        raise ConfigurationError(
+            f"unsupported database URL {url.split(':', 1)[0]}://…; use sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
     if data is None:
         raise ConfigurationError("say where the node lives: --data DIR (or RELTO_DATA), or --database URL")
     data.mkdir(parents=True, exist_ok=True)

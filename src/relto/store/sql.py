@@ -42,6 +42,18 @@ from relto.store.base import (
 )
 from relto.store.migrate import upgrade
 
+INSERT_COLUMNS = (
+    "collection",
+    "stix_id",
+    "type",
+    "version",
+    "version_text",
+    "spec_version",
+    "date_added",
+    "marking_set",
+    "has_newer",
+    "body",
+)
 _VERSION_COLUMNS = (
     t.objects.c.seq,
     t.objects.c.stix_id,
@@ -320,7 +332,7 @@ class SQLStore:
                     self._register_marking_definition(conn, v)
                 clock += 1
             if rows:
-                conn.exec_driver_sql(self._insert_sql, rows)
+                self._insert_versions(conn, rows)
                 for stix_id, version in superseded:
                     conn.execute(
                         update(t.objects)
@@ -340,10 +352,9 @@ class SQLStore:
                 )
         return outcome
 
-    _insert_sql = (
-        "INSERT INTO objects (collection, stix_id, type, version, version_text, spec_version, date_added, "
-        "marking_set, has_newer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    )
+    def _insert_versions(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert version rows (in INSERT_COLUMNS order); back-ends override with their fastest way."""
+        conn.execute(insert(t.objects), [dict(zip(INSERT_COLUMNS, row, strict=True)) for row in rows])
 
     def _register_marking_definition(self, conn: Connection, v: NewVersion) -> None:
         known = conn.execute(select(t.marking_definitions.c.id).where(t.marking_definitions.c.id == v.stix_id)).first()
