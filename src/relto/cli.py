@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import Callable
@@ -335,11 +336,46 @@ def mark(classification: str, rel_to: str, tlp: str | None, levels: str, as_json
 @node_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-def serve(data: Path | None, database: str | None, host: str, port: int) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes sharing the port and the database (PostgreSQL recommended above 1).",
+)
+def serve(data: Path | None, database: str | None, host: str, port: int, workers: int) -> None:
     """Serve the node's TAXII 2.1 API."""
     node = _open_node(data, database)
     node.purge_statuses()
-    _serve(node, host, port)
+    if workers == 1:
+        _serve(node, host, port)
+        return
+    import uvicorn
+
+    node.store.close()
+    # Each worker process builds its own node from these (see app_from_env).
+    if database:
+        os.environ["RELTO_DATABASE_URL"] = database
+    if data:
+        os.environ["RELTO_DATA"] = str(data)
+    err(f"relto: {workers} worker processes on http://{host}:{port}/taxii2/")
+    uvicorn.run(
+        "relto.cli:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def app_from_env() -> Any:
+    """The ASGI app of one worker process, built from RELTO_DATA / RELTO_DATABASE_URL (for --workers)."""
+    from relto.api import create_app
+
+    data = os.environ.get("RELTO_DATA")
+    return create_app(_open_node(Path(data) if data else None, os.environ.get("RELTO_DATABASE_URL")))
 
 
 def _serve(node: Node, host: str, port: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ from relto.node import Node, Page
 from relto.taxii import envelopes
 from relto.taxii.filters import Filters, parse_filters
 from relto.taxii.media import STIX, TAXII, check_accept, check_content_type
+
+log = logging.getLogger("relto")
 
 API_ROOT = "/api/"
 _OBJECT_PARAMS = {"added_after", "limit", "next", "match[version]", "match[spec_version]"}
@@ -55,6 +58,13 @@ def create_app(node: Node) -> FastAPI:
         return response
 
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # A bug, not bad input: log it with its traceback, answer with a TAXII body that reveals nothing.
+        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "Internal error", "an unexpected error on the server; it has been logged")
+
+    app.add_exception_handler(Exception, unexpected)
 
     def filters(request: Request, allowed: set[str] | None = None, versions: tuple[str, ...] = ("last",)) -> Filters:
         s = node.settings

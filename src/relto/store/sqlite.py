@@ -41,9 +41,7 @@ class SQLiteStore(SQLStore):
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         super().__init__(sqlite_engine(path, synchronous=synchronous))
 
-    _insert_sql = (
-        f"INSERT INTO objects ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
-    )
+    _insert_sql = f"INSERT INTO objects ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
 
     def _insert_versions(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         # The driver's executemany on plain tuples: SQLAlchemy's per-row processing would double the cost.
