@@ -87,7 +87,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("collection", "stix_id", "version", name="uq_objects_version"),
         sqlite_autoincrement=True,
     )
-    op.create_index("ix_objects_collection_seq", "objects", ["collection", "seq"])
+    op.create_index("ix_objects_collection_seq", "objects", ["collection", "seq", "marking_set"])
     op.create_index("ix_objects_date_added", "objects", ["date_added"], unique=True)
     op.create_table(
         "statuses",
