@@ -1,0 +1,183 @@
+"""The storage contract: every Store method, on every back-end (the `database` fixture is parametrized)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+
+from relto.domain.communities import Community, Membership, default_communities
+from relto.domain.errors import ConfigurationError
+from relto.domain.levels import DEFAULT_LEVELS
+from relto.domain.markings import MarkingSet
+from relto.store import Store
+from relto.store.base import CollectionRecord, NewVersion, NodeInfo, StatusRow, TokenRecord, VersionQuery
+from tests.conftest import Database
+
+C = "11111111-1111-4111-8111-111111111111"
+
+
+@pytest.fixture
+def store(database: Database) -> Iterator[Store]:
+    s = database.open()
+    s.initialise(NodeInfo(node_id="n", nation="GBR", levels=DEFAULT_LEVELS, title="t"), default_communities())
+    s.add_collection(CollectionRecord(id=C, title="c", description="", created=1))
+    yield s
+    s.close()
+
+
+def version(stix_id: str, v: int, marking_set: int = 1, type_: str = "indicator") -> NewVersion:
+    return NewVersion(stix_id, type_, "2.1", v, f"v{v}", marking_set, f'{{"id":"{stix_id}","v":{v}}}'.encode())
+
+
+def ids(rows: list) -> list[tuple[str, int]]:  # type: ignore[type-arg]
+    return [(r.stix_id, r.version) for r in rows]
+
+
+def test_initialise_once(store: Store) -> None:
+    assert store.initialised()
+    assert store.node_info().nation == "GBR"
+    with pytest.raises(ConfigurationError):
+        store.initialise(NodeInfo(node_id="x", nation="USA", levels=DEFAULT_LEVELS, title="x"), [])
+
+
+def test_tokens(store: Store) -> None:
+    rec = TokenRecord(
+        id=0,
+        key_id="a" * 16,
+        secret_hash="h" * 64,
+        nation="KOR",
+        organisation="o",
+        name="n",
+        clearance="SECRET",
+        admin=False,
+        can_write=True,
+        created=5,
+        revoked=None,
+    )
+    token_id = store.add_token(rec)
+    got = store.token("a" * 16)
+    assert got is not None and got.id == token_id and got.nation == "KOR" and got.revoked is None
+    assert store.token("b" * 16) is None
+    assert store.revoke_token("a" * 16, 9) and not store.revoke_token("a" * 16, 10)
+    assert store.token("a" * 16).revoked == 9  # type: ignore[union-attr]
+    assert [t.key_id for t in store.tokens()] == ["a" * 16]
+
+
+def test_communities_and_generation(store: Store) -> None:
+    assert {c.name for c in store.communities()} == {"NATO", "EU", "FVEY", "IP4"}
+    before = store.policy_generation()
+    store.put_community(
+        Community("AUKUS", "", (Membership("AUS", date(2021, 9, 15)), Membership("GBR", date(2021, 9, 15))))
+    )
+    after = store.policy_generation()
+    assert after[1] > before[1]
+    aukus = {c.name: c for c in store.communities()}["AUKUS"]
+    assert aukus.members_on(date(2024, 1, 1)) == {"AUS", "GBR"}
+
+
+def test_collections_sorted_by_id(store: Store) -> None:
+    store.add_collection(
+        CollectionRecord(id="00000000-0000-4000-8000-000000000000", title="z", description="d", created=2)
+    )
+    assert [c.id for c in store.collections()] == ["00000000-0000-4000-8000-000000000000", C]
+    assert store.collection(C) is not None and store.collection("nope") is None
+
+
+def test_marking_sets_are_unique_by_key(store: Store) -> None:
+    template = MarkingSet(0, "GBR", 3, (("KOR", "NATO"),), "amber")
+    a = store.marking_set_id("k1", template)
+    assert store.marking_set_id("k1", template) == a
+    b = store.marking_set_id("k2", MarkingSet(0, "USA", 0, None))
+    assert b != a
+    sets = {s.id: s for s in store.marking_sets()}
+    assert sets[a] == MarkingSet(a, "GBR", 3, (("KOR", "NATO"),), "amber")
+    assert sets[b].rel_to is None
+    assert [s.id for s in store.marking_sets(after_id=a)] == [b]
+    assert store.policy_generation()[0] == max(a, b)
+
+
+def test_append_is_idempotent_and_orders_date_added(store: Store) -> None:
+    first = store.append(C, [version("indicator--a", 1), version("indicator--b", 1), version("indicator--a", 1)])
+    assert list(first.stored) == [True, True, False]
+    again = store.append(C, [version("indicator--a", 1), version("indicator--a", 2)])
+    assert list(again.stored) == [False, True]
+    rows = store.read(VersionQuery(collection=C, visible=frozenset({1}), versions=("all",)))
+    assert ids(rows) == [("indicator--a", 1), ("indicator--b", 1), ("indicator--a", 2)]
+    added = [r.date_added for r in rows]
+    assert added == sorted(added) and len(set(added)) == 3
+    assert [r.seq for r in rows] == sorted(r.seq for r in rows)
+
+
+def test_status_commits_with_the_versions(store: Store) -> None:
+    store.append(
+        C, [version("indicator--a", 1)], lambda outcome: StatusRow("s1", 7, 100, repr(list(outcome.stored)).encode())
+    )
+    assert store.status("s1") == (7, b"[True]")
+    assert store.status("s2") is None
+    assert store.purge_statuses(older_than=101) == 1 and store.status("s1") is None
+
+
+def test_last_and_first_are_judged_among_visible_versions(store: Store) -> None:
+    store.append(C, [version("indicator--a", 1, 1), version("indicator--a", 2, 2), version("indicator--a", 3, 1)])
+
+    def q(visible: set[int], versions: tuple[str | int, ...]) -> list[tuple[str, int]]:
+        return ids(store.read(VersionQuery(collection=C, visible=frozenset(visible), versions=versions)))
+
+    assert q({1, 2}, ("last",)) == [("indicator--a", 3)]
+    assert q({2}, ("last",)) == [("indicator--a", 2)]
+    assert q({1}, ("first",)) == [("indicator--a", 1)]
+    assert q({2}, ("first",)) == [("indicator--a", 2)]
+    assert q({1}, (2,)) == []
+    assert q({1, 2}, (2, "first")) == [("indicator--a", 1), ("indicator--a", 2)]
+    assert q(set(), ("all",)) == []
+
+
+def test_an_older_version_posted_later_does_not_hide_the_newer(store: Store) -> None:
+    store.append(C, [version("indicator--a", 5)])
+    store.append(C, [version("indicator--a", 3)])
+    rows = store.read(VersionQuery(collection=C, visible=frozenset({1})))
+    assert ids(rows) == [("indicator--a", 5)]
+
+
+def test_filters_and_paging(store: Store) -> None:
+    store.append(C, [version(f"indicator--{i}", 1) for i in range(5)] + [version("malware--m", 1, type_="malware")])
+    page = store.read(VersionQuery(collection=C, visible=frozenset({1}), limit=2))
+    assert len(page) == 2
+    rest = store.read(VersionQuery(collection=C, visible=frozenset({1}), after_seq=page[-1].seq))
+    assert len(rest) == 4
+    assert ids(store.read(VersionQuery(collection=C, visible=frozenset({1}), types=["malware"]))) == [("malware--m", 1)]
+    assert (
+        len(store.read(VersionQuery(collection=C, visible=frozenset({1}), ids=["indicator--1", "indicator--3"]))) == 2
+    )
+    after = store.read(VersionQuery(collection=C, visible=frozenset({1}), added_after=page[-1].date_added))
+    assert ids(after) == ids(rest)
+    assert store.read(VersionQuery(collection=C, visible=frozenset({1}), spec_versions=["2.0"])) == []
+
+
+def test_rows_of_unknown_marking_sets_come_back_when_asked(store: Store) -> None:
+    store.append(C, [version("indicator--a", 1, 1), version("indicator--b", 1, 9)])
+    plain = store.read(VersionQuery(collection=C, visible=frozenset({1})))
+    assert ids(plain) == [("indicator--a", 1)]
+    flagged = store.read(VersionQuery(collection=C, visible=frozenset({1}), known_max_set=5))
+    assert [r.marking_set for r in flagged] == [1, 9]
+
+
+def test_delete_restores_the_previous_version(store: Store) -> None:
+    store.append(C, [version("indicator--a", 1), version("indicator--a", 2)])
+    n = store.delete(VersionQuery(collection=C, visible=frozenset({1}), ids=["indicator--a"], versions=("last",)))
+    assert n == 1
+    assert ids(store.read(VersionQuery(collection=C, visible=frozenset({1})))) == [("indicator--a", 1)]
+    assert (
+        store.delete(VersionQuery(collection=C, visible=frozenset({1}), ids=["indicator--a"], versions=("all",))) == 1
+    )
+    assert store.read(VersionQuery(collection=C, visible=frozenset({1}), versions=("all",))) == []
+
+
+def test_marking_definitions_are_registered(store: Store) -> None:
+    md = version("marking-definition--1", 1, type_="marking-definition")
+    store.append(C, [md])
+    assert store.marking_definitions(["marking-definition--1", "marking-definition--2"]) == {
+        "marking-definition--1": md.body
+    }
