@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import gzip
 import http.client
+import json
 import os
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,8 +27,10 @@ import orjson
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 PAGE_SIZE = 1000
+MAX_FAILURES_SHOWN = 5
 
 StixObject = dict[str, Any]
+Params = dict[str, str | int]
 
 
 def log(message: str) -> None:
@@ -244,6 +250,296 @@ class TaxiiClient:
         )
 
 
+# --- TAXII runs -----------------------------------------------------------------------------------
+
+
+class Collection(NamedTuple):
+    """Where a server keeps the benchmark's collection."""
+
+    api_root: str
+    id: str
+
+    @property
+    def objects(self) -> str:
+        return f"{self.api_root}collections/{self.id}/objects/"
+
+    def status(self, status_id: str) -> str:
+        return f"{self.api_root}status/{status_id}/"
+
+
+def settle(client: TaxiiClient, collection: Collection, status: dict[str, Any]) -> dict[str, Any]:
+    """Poll a status resource until it is no longer pending."""
+    while status.get("status") != "complete":
+        time.sleep(0.05)
+        status = client.status(collection.status(status["id"]))
+    return status
+
+
+def ingest(
+    client: TaxiiClient,
+    collection: Collection,
+    batch: list[Envelope],
+    result: Measurement,
+    budget: float,
+    *,
+    log_every: int = 5,
+    times: list[float] | None = None,
+) -> bool:
+    """POST the envelopes one after another, adding to `result`; False if stopped by the time budget.
+
+    `times`, if given, receives the cumulative ingest seconds after each envelope.
+    """
+    failures: list[str] = []
+    start, spent = time.perf_counter(), result.ingest_s
+    for number, envelope in enumerate(batch, 1):
+        status = settle(client, collection, client.post(collection.objects, envelope))
+        result.ingested += int(status.get("success_count", 0))
+        if status.get("success_count") != envelope.size:
+            failures += [json.dumps(failure)[:300] for failure in status.get("failures", [])]
+        result.ingest_s = spent + time.perf_counter() - start
+        if times is not None:
+            times.append(result.ingest_s)
+        if number % log_every == 0 or number == len(batch):
+            rate = result.ingested / result.ingest_s if result.ingest_s else 0.0
+            log(f"{result.system}: {result.ingested:,} objects stored, {result.ingest_s:.1f} s, {rate:,.0f} obj/s")
+        if result.ingest_s > budget and number < len(batch):
+            result.notes.append(f"ingest stopped by the {budget:g} s budget, {result.ingested:,} objects stored")
+            return False
+    if failures:
+        examples = " | ".join(failures[:MAX_FAILURES_SHOWN])
+        result.notes.append(f"{len(failures)} objects failed, e.g. {examples}")
+    return True
+
+
+def ingest_concurrently(
+    connect: Callable[[], TaxiiClient],
+    collection: Collection,
+    batch: list[Envelope],
+    result: Measurement,
+    clients: int,
+) -> None:
+    """POST the first envelope (it holds the marking definitions), then the rest from `clients` threads.
+
+    Each thread has its own connection and takes every `clients`-th envelope. The ingest time is the wall
+    time from the first POST until the last thread is done.
+    """
+    shares = [batch[1 + i :: clients] for i in range(clients)]
+    parts = [Measurement(f"{result.system} [client {i + 1}]") for i in range(clients)]
+    start = time.perf_counter()
+    first = connect()
+    try:
+        ingest(first, collection, batch[:1], result, float("inf"), log_every=1)
+    finally:
+        first.close()
+
+    def work(index: int) -> None:
+        client = connect()
+        try:
+            ingest(client, collection, shares[index], parts[index], float("inf"), log_every=50)
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for future in [pool.submit(work, i) for i in range(clients)]:
+            future.result()
+    result.ingest_s = time.perf_counter() - start
+    result.ingested += sum(part.ingested for part in parts)
+    result.notes += [note for part in parts for note in part.notes]
+    result.notes.append(f"ingest: the first envelope alone, then {clients} clients (threads) at once")
+
+
+class Fetch(NamedTuple):
+    """One page request of a read-back sweep, its page and its wall time."""
+
+    params: Params
+    page: Page
+    ms: float
+
+
+def read_back(client: TaxiiClient, path: str, result: Measurement, expected: int | None = None) -> list[Fetch]:
+    """Page through the collection with limit=1000 following `next`; return every request made.
+
+    `expected`: how many objects the reader should see (default: what was ingested); a note if it differs.
+    """
+    sweep: list[Fetch] = []
+    params: Params = {"limit": PAGE_SIZE}
+    start = time.perf_counter()
+    while True:
+        begun = time.perf_counter()
+        page = client.page(path, params)
+        sweep.append(Fetch(params, page, (time.perf_counter() - begun) * 1000))
+        result.read += page.size
+        if not page.more or page.next is None:
+            break
+        params = {"limit": PAGE_SIZE, "next": page.next}
+    result.read_s = time.perf_counter() - start
+    log(f"{result.system}: read {result.read:,} objects in {len(sweep)} pages, {result.read_s:.2f} s")
+    expected = result.ingested if expected is None else expected
+    if result.read != expected:
+        result.notes.append(f"read back {result.read:,} objects, expected {expected:,}")
+    return sweep
+
+
+def read_concurrently(connect: Callable[[], TaxiiClient], path: str, result: Measurement, clients: int) -> None:
+    """`clients` threads each read the whole collection at once; objects out is their sum over the wall time."""
+    expected = result.ingested
+    parts = [Measurement(f"{result.system} [reader {i + 1}]", ingested=expected) for i in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+
+    def work(index: int) -> None:
+        client = connect()
+        try:
+            client.page(path, {"limit": 1})  # connect before the clock starts
+            barrier.wait()
+            read_back(client, path, parts[index])
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        futures = [pool.submit(work, i) for i in range(clients)]
+        barrier.wait()
+        start = time.perf_counter()
+        for future in futures:
+            future.result()
+        result.read_s = time.perf_counter() - start
+    result.read = sum(part.read for part in parts)
+    result.notes += [note for part in parts for note in part.notes]
+    result.notes.append(
+        f"read: {clients} clients (threads) each read the whole collection at once; objects out is the sum"
+    )
+
+
+def replayable_last(client: TaxiiClient, path: str, sweep: list[Fetch], result: Measurement) -> Params:
+    """The request for the last page: its `next` token if it replays, else added_after the page before."""
+    params, page = sweep[-1].params, sweep[-1].page
+    try:
+        if client.page(path, params).size == page.size:
+            return params
+    except RuntimeError as error:
+        log(f"{result.system}: replaying the last `next` failed ({error}); using added_after")
+    before = sweep[-2].page.date_added_last if len(sweep) > 1 else None
+    if before is None:
+        raise RuntimeError("the last page can be replayed neither by `next` nor by added_after")
+    result.notes.append("last page replayed with added_after=X-TAXII-Date-Added-Last of the page before")
+    return {"limit": PAGE_SIZE, "added_after": before}
+
+
+def time_pages(client: TaxiiClient, path: str, sweep: list[Fetch], result: Measurement, repeat: int) -> None:
+    """Median times of the first page and of the last page of a sweep, each replayed `repeat` times."""
+    last = replayable_last(client, path, sweep, result)
+    first: Params = {"limit": PAGE_SIZE}
+    result.first_page_ms = median_ms(lambda: client.page(path, first), repeat)
+    result.last_page_ms = median_ms(lambda: client.page(path, last), repeat)
+
+
+# --- relto nodes and their databases -------------------------------------------------------------
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one measurement; dropped (WITH (FORCE)) afterwards.
+
+    `admin_url` names a role that may CREATE DATABASE; the new database's URL is yielded.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url)
+    admin = create_engine(url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    name = f"relto_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        log(f"created PostgreSQL database {name}")
+        try:
+            yield url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+        finally:
+            drop_postgres_database(admin, name)
+    finally:
+        admin.dispose()
+
+
+def drop_postgres_database(admin: Any, name: str, attempts: int = 60) -> None:
+    """DROP DATABASE ... WITH (FORCE), retried: FORCE cannot end an autovacuum worker (a superuser's
+    process) that a non-superuser role does not own, and one often runs on a database just written to."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            log(f"dropped PostgreSQL database {name}")
+            return
+        except DBAPIError as error:
+            if attempt == attempts:
+                log(f"could not drop PostgreSQL database {name}; drop it by hand: {error.orig}")
+                return
+            time.sleep(1.0)
+
+
+def postgres_size_bytes(url: str) -> int:
+    """pg_database_size of the database `url` names."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(make_url(url).set(drivername="postgresql+psycopg"))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def relto_setup(binary: str, where: list[str], title: str = "relto bench") -> tuple[str, str]:
+    """Initialise a GBR node, issue a TOP SECRET GBR token, add a collection; return (token, collection id).
+
+    `where`: the CLI arguments that name the node's database, ["--data", DIR] or ["--database", URL].
+    """
+    run_cli([binary, "init", *where, "--nation", "GBR"])
+    token = issue_token(binary, where, "GBR", "TOP SECRET")
+    collection = run_cli([binary, "collection", "add", *where, title])
+    return token, collection.splitlines()[-1].strip()
+
+
+def issue_token(binary: str, where: list[str], nation: str, clearance: str, *, read_only: bool = False) -> str:
+    """`relto token issue` for a nation and clearance; return the token."""
+    command = [binary, "token", "issue", *where, "--nation", nation, "--clearance", clearance]
+    out = run_cli(command + (["--read-only"] if read_only else []))
+    return out.splitlines()[-1].strip()
+
+
+def serve_command(binary: str, where: list[str], port: int, workers: int = 1) -> list[str]:
+    """`relto serve` on loopback."""
+    command = [binary, "serve", *where, "--host", "127.0.0.1", "--port", str(port)]
+    return command + (["--workers", str(workers)] if workers > 1 else [])
+
+
+def process_tree_rss_bytes(pid: int) -> int:
+    """VmRSS of a process and all its descendants (from /proc), in bytes; 0 where unreadable."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the fields after "(comm)": state, ppid, ...
+        children.setdefault(parent, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            lines = Path(f"/proc/{current}/status").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -259,21 +555,30 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f}" if value is not None else "-"
 
 
-def table(results: list[Measurement], floor: Measurement | None) -> str:
-    """The results as a Markdown table, rates relative to the floor."""
+def table(results: list[Measurement], floor: Measurement | None, reference: Measurement | None = None) -> str:
+    """The results as a Markdown table, rates relative to the floor (and to `reference`, if given)."""
     base_in = floor.ingest_rate if floor else None
     base_out = floor.read_rate if floor else None
+    ref_in = reference.ingest_rate if reference else None
+    ref_out = reference.read_rate if reference else None
+    extra = f" x {reference.system} |" if reference else ""
     lines = [
-        "| system | objects in | ingest obj/s | x floor | objects out | read obj/s | x floor "
-        "| first page ms | last page ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| system | objects in | ingest obj/s | x floor |{extra} objects out | read obj/s | x floor |{extra} "
+        "first page ms | last page ms |",
+        "|---|---:|---:|---:|"
+        + ("---:|" if reference else "")
+        + "---:|---:|---:|"
+        + ("---:|" if reference else "")
+        + "---:|---:|",
     ]
     for result in results:
+        vs_in = f" {_ratio(result.ingest_rate, ref_in)} |" if reference else ""
+        vs_out = f" {_ratio(result.read_rate, ref_out)} |" if reference else ""
         lines.append(
             f"| {result.system} | {result.ingested:,} | {_rate(result.ingest_rate)} "
-            f"| {_ratio(result.ingest_rate, base_in)} | {result.read:,} | {_rate(result.read_rate)} "
-            f"| {_ratio(result.read_rate, base_out)} "
-            f"| {_ms(result.first_page_ms)} | {_ms(result.last_page_ms)} |"
+            f"| {_ratio(result.ingest_rate, base_in)} |{vs_in} {result.read:,} | {_rate(result.read_rate)} "
+            f"| {_ratio(result.read_rate, base_out)} |{vs_out} "
+            f"{_ms(result.first_page_ms)} | {_ms(result.last_page_ms)} |"
         )
     return "\n".join(lines)
 

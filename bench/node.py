@@ -1,12 +1,18 @@
 """Node benchmark: TAXII ingest and read-back of MITRE ATT&CK Enterprise, relto against a floor and medallion.
 
 Run from the repository root:
-    .venv/bin/python bench/node.py [--skip-medallion] [--skip-relto] [--json out.json]
+    .venv/bin/python bench/node.py [--skip-medallion] [--skip-relto] [--postgres URL | --skip-postgres]
+                                   [--json out.json]
 
 1. floor: no server; orjson + SQLite (WAL, synchronous=NORMAL), one transaction per 1,000-object envelope;
    read by rowid cursor, each page joined into an envelope and parsed.
 2. medallion 3.0.0 (OASIS reference server, memory back-end) in its own cached venv.
-3. relto, started through its CLI.
+3. relto, started through its CLI, each run on a fresh database:
+   relto sqlite x1 (one process); with a PostgreSQL URL (--postgres, or $RELTO_BENCH_POSTGRES_URL) also
+   relto postgres x1, relto postgres x4 (four server processes, one sequential client) and
+   relto postgres x4 (4 clients: four threads publish their share of the envelopes at once, then each reads
+   the whole collection at once). The URL names a role that may CREATE DATABASE; each PostgreSQL run gets
+   its own database relto_bench_<random>, dropped afterwards.
 Targets: relto ingest >= 0.5x the floor and >= 10x medallion; relto read >= 0.5x the read floor;
 relto's last page no slower than 2x its first. Progress goes to stderr; the table and targets to stdout.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import signal
 import sqlite3
@@ -23,16 +30,18 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn
 
 import orjson
 from _common import (
     MEDIA_TYPE,
     PAGE_SIZE,
+    Collection,
     Envelope,
     Measurement,
-    Page,
     StixObject,
     Target,
     TaxiiClient,
@@ -40,13 +49,21 @@ from _common import (
     bearer_auth,
     envelopes,
     free_port,
+    ingest,
+    ingest_concurrently,
     load_objects,
     log,
     median_ms,
+    postgres_database,
     quotient,
+    read_back,
+    read_concurrently,
+    relto_setup,
     run_cli,
+    serve_command,
     server,
     table,
+    time_pages,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,10 +71,7 @@ CORPUS = ROOT.parent / "shared" / "data" / "enterprise-attack-18.1-stix21.json.g
 MEDALLION_VENV = Path.home() / ".cache" / "relto-bench" / "medallion-3.0.0"
 # The set that installs and serves on Python 3.11; medallion 3.0.0 itself pins nothing.
 MEDALLION_REQUIREMENTS = ["medallion==3.0.0", "Flask==3.1.3", "Werkzeug==3.1.9", "Flask-HTTPAuth==4.8.1"]
-MAX_FAILURES_SHOWN = 5
 FLOOR_TABLE = "CREATE TABLE objects (id TEXT NOT NULL, type TEXT NOT NULL, modified TEXT, body BLOB NOT NULL)"
-
-Params = dict[str, str | int]
 
 
 # --- floor --------------------------------------------------------------------------------------
@@ -129,82 +143,6 @@ def measure_floor(batch: list[Envelope], workdir: Path, runs: int, repeat: int) 
         f"the last {last.size:,} in {len(last.body) / 1e6:.1f} MB"
     )
     return merged
-
-
-# --- TAXII runs (medallion and relto) -----------------------------------------------------------
-
-
-class Collection(NamedTuple):
-    """Where a server keeps the benchmark's collection."""
-
-    api_root: str
-    id: str
-
-    @property
-    def objects(self) -> str:
-        return f"{self.api_root}collections/{self.id}/objects/"
-
-    def status(self, status_id: str) -> str:
-        return f"{self.api_root}status/{status_id}/"
-
-
-def settle(client: TaxiiClient, collection: Collection, status: dict[str, Any]) -> dict[str, Any]:
-    """Poll a status resource until it is no longer pending."""
-    while status.get("status") != "complete":
-        time.sleep(0.05)
-        status = client.status(collection.status(status["id"]))
-    return status
-
-
-def ingest(
-    client: TaxiiClient, collection: Collection, batch: list[Envelope], result: Measurement, budget: float
-) -> bool:
-    """POST the envelopes one after another, adding to `result`; False if stopped by the time budget."""
-    failures: list[str] = []
-    start, spent = time.perf_counter(), result.ingest_s
-    for number, envelope in enumerate(batch, 1):
-        status = settle(client, collection, client.post(collection.objects, envelope))
-        result.ingested += int(status.get("success_count", 0))
-        if status.get("success_count") != envelope.size:
-            failures += [json.dumps(failure)[:300] for failure in status.get("failures", [])]
-        result.ingest_s = spent + time.perf_counter() - start
-        if number % 5 == 0 or number == len(batch):
-            log(f"{result.system}: {result.ingested:,} objects stored, {result.ingest_s:.1f} s")
-        if result.ingest_s > budget and number < len(batch):
-            result.notes.append(f"ingest stopped by the {budget:g} s budget, {result.ingested:,} objects stored")
-            return False
-    if failures:
-        examples = " | ".join(failures[:MAX_FAILURES_SHOWN])
-        result.notes.append(f"{len(failures)} objects failed, e.g. {examples}")
-    return True
-
-
-class Fetch(NamedTuple):
-    """One page request of a read-back sweep, its page and its wall time."""
-
-    params: Params
-    page: Page
-    ms: float
-
-
-def read_back(client: TaxiiClient, path: str, result: Measurement) -> list[Fetch]:
-    """Page through the collection with limit=1000 following `next`; return every request made."""
-    sweep: list[Fetch] = []
-    params: Params = {"limit": PAGE_SIZE}
-    start = time.perf_counter()
-    while True:
-        begun = time.perf_counter()
-        page = client.page(path, params)
-        sweep.append(Fetch(params, page, (time.perf_counter() - begun) * 1000))
-        result.read += page.size
-        if not page.more or page.next is None:
-            break
-        params = {"limit": PAGE_SIZE, "next": page.next}
-    result.read_s = time.perf_counter() - start
-    log(f"{result.system}: read {result.read:,} objects in {len(sweep)} pages, {result.read_s:.2f} s")
-    if result.read != result.ingested:
-        result.notes.append(f"read back {result.read:,} objects, ingested {result.ingested:,}")
-    return sweep
 
 
 # --- medallion ----------------------------------------------------------------------------------
@@ -308,52 +246,66 @@ def sweep_once(client: TaxiiClient, path: str, result: Measurement, timeout: flo
 # --- relto --------------------------------------------------------------------------------------
 
 
-def relto_setup(binary: str, data: Path) -> tuple[str, str]:
-    """Initialise a node, issue a TOP SECRET GBR token, add a collection; return (token, collection id)."""
-    run_cli([binary, "init", "--data", str(data), "--nation", "GBR"])
-    issue = [binary, "token", "issue", "--data", str(data), "--nation", "GBR", "--clearance", "TOP SECRET"]
-    token = run_cli(issue)
-    collection = run_cli([binary, "collection", "add", "--data", str(data), "relto bench"])
-    return token.splitlines()[-1].strip(), collection.splitlines()[-1].strip()
+class ReltoRun(NamedTuple):
+    """One relto measurement: a back-end, how many server processes, how many publishing/reading clients."""
+
+    key: str
+    system: str
+    backend: str  # "sqlite" or "postgres"
+    workers: int
+    clients: int
 
 
-def replayable_last(client: TaxiiClient, path: str, sweep: list[Fetch], result: Measurement) -> Params:
-    """The request for the last page: its `next` token if it replays, else added_after the page before."""
-    params, page = sweep[-1].params, sweep[-1].page
-    try:
-        if client.page(path, params).size == page.size:
-            return params
-    except RuntimeError as error:
-        log(f"relto: replaying the last `next` failed ({error}); using added_after")
-    before = sweep[-2].page.date_added_last if len(sweep) > 1 else None
-    if before is None:
-        raise RuntimeError("the last page can be replayed neither by `next` nor by added_after")
-    result.notes.append("last page replayed with added_after=X-TAXII-Date-Added-Last of the page before")
-    return {"limit": PAGE_SIZE, "added_after": before}
+RELTO_RUNS = (
+    ReltoRun("relto", "relto sqlite x1", "sqlite", 1, 1),
+    ReltoRun("postgres x1", "relto postgres x1", "postgres", 1, 1),
+    ReltoRun("postgres x4", "relto postgres x4 (1 client)", "postgres", 4, 1),
+    ReltoRun("postgres x4 4 clients", "relto postgres x4 (4 clients)", "postgres", 4, 4),
+)
 
 
-def measure_relto(objects: list[StixObject], args: argparse.Namespace, workdir: Path) -> Measurement:
-    """relto through its CLI: POST every envelope, read back, then time the first and last page."""
-    token, collection = relto_setup(args.relto, workdir / "relto-data")
-    port = free_port()
-    result = Measurement("relto")
-    log_path = workdir / "relto.log"
-    data = str(workdir / "relto-data")
-    command = [args.relto, "serve", "--data", data, "--host", "127.0.0.1", "--port", str(port)]
-    with server(command, log_path) as process:
-        client = TaxiiClient(f"http://127.0.0.1:{port}", bearer_auth(token), args.timeout)
-        try:
-            client.wait_ready(process, log_path)
-            target = Collection("/api/", collection)
-            ingest(client, target, envelopes(objects), result, budget=float("inf"))
-            path = target.objects
-            sweep = read_back(client, path, result)
-            last = replayable_last(client, path, sweep, result)
-            first: Params = {"limit": PAGE_SIZE}
-            result.first_page_ms = median_ms(lambda: client.page(path, first), args.repeat)
-            result.last_page_ms = median_ms(lambda: client.page(path, last), args.repeat)
-        finally:
-            client.close()
+@contextmanager
+def relto_database(run: ReltoRun, args: argparse.Namespace, workdir: Path) -> Iterator[list[str]]:
+    """A fresh database for one run; yields the CLI arguments that name it."""
+    if run.backend == "sqlite":
+        yield ["--data", str(workdir / f"relto-{run.key.replace(' ', '-')}")]
+        return
+    with postgres_database(args.postgres) as url:
+        yield ["--database", url]
+
+
+def measure_relto(run: ReltoRun, objects: list[StixObject], args: argparse.Namespace, workdir: Path) -> Measurement:
+    """relto through its CLI on a fresh database: POST every envelope, read back, time the first and last page.
+
+    With several clients, the envelopes are shared out between threads and each thread then reads the whole
+    collection; page times are taken only with one client.
+    """
+    result = Measurement(run.system)
+    log_path = workdir / f"relto-{run.key.replace(' ', '-')}.log"
+    with relto_database(run, args, workdir) as where:
+        token, collection = relto_setup(args.relto, where)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+
+        def connect() -> TaxiiClient:
+            return TaxiiClient(base, bearer_auth(token), args.timeout)
+
+        with server(serve_command(args.relto, where, port, run.workers), log_path) as process:
+            client = connect()
+            try:
+                client.wait_ready(process, log_path)
+                target = Collection("/api/", collection)
+                path = target.objects
+                batch = envelopes(objects)
+                if run.clients == 1:
+                    ingest(client, target, batch, result, budget=float("inf"))
+                    sweep = read_back(client, path, result)
+                    time_pages(client, path, sweep, result, args.repeat)
+                else:
+                    ingest_concurrently(connect, target, batch, result, run.clients)
+                    read_concurrently(connect, path, result, run.clients)
+            finally:
+                client.close()
     return result
 
 
@@ -365,7 +317,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add = parser.add_argument
     add("--corpus", type=Path, default=CORPUS, help="gzipped STIX bundle (default: %(default)s)")
     add("--skip-medallion", action="store_true", help="do not run medallion")
-    add("--skip-relto", action="store_true", help="do not run relto")
+    add("--skip-relto", action="store_true", help="do not run relto (on any back-end)")
+    add(
+        "--postgres",
+        default=os.environ.get("RELTO_BENCH_POSTGRES_URL"),
+        help="PostgreSQL URL of a role that may CREATE DATABASE (default: $RELTO_BENCH_POSTGRES_URL; "
+        "without one the PostgreSQL rows are skipped)",
+    )
+    add("--skip-postgres", action="store_true", help="do not run the PostgreSQL rows")
     add("--json", type=Path, help="also write the results as JSON to this file")
     add(
         "--relto",
@@ -395,30 +354,44 @@ def _rate(result: Measurement | None, kind: str) -> float | None:
 
 
 def targets(results: dict[str, Measurement]) -> list[Target]:
-    """The ratios relto is held to."""
-    relto, floor, medallion = (results.get(key) for key in ("relto", "floor", "medallion"))
-    first, last = (relto.first_page_ms, relto.last_page_ms) if relto else (None, None)
+    """The ratios relto is held to, for every relto row; the PostgreSQL rows' ratios to SQLite for information."""
+    floor, medallion, sqlite = (results.get(key) for key in ("floor", "medallion", "relto"))
     floor_pages = quotient(floor.last_page_ms, floor.first_page_ms) if floor else None
-    return [
-        Target("relto ingest / floor", quotient(_rate(relto, "ingest"), _rate(floor, "ingest")), 0.5, True),
-        Target("relto ingest / medallion", quotient(_rate(relto, "ingest"), _rate(medallion, "ingest")), 10, True),
-        Target("relto read / read floor", quotient(_rate(relto, "read"), _rate(floor, "read")), 0.5, True),
-        Target("relto last page / first page", quotient(last, first), 2, False),
-        # the pages differ in content (see the floor's note), so the same ratio relative to the floor's
-        Target(
-            "relto last/first page, relative to the floor's",
-            quotient(quotient(last, first), floor_pages),
-            None,
-            False,
-        ),
-    ]
+    goals: list[Target] = []
+    for run in RELTO_RUNS:
+        relto = results.get(run.key)
+        if relto is None:
+            continue
+        name = run.system
+        first, last = relto.first_page_ms, relto.last_page_ms
+        goals += [
+            Target(f"{name} ingest / floor", quotient(_rate(relto, "ingest"), _rate(floor, "ingest")), 0.5, True),
+            Target(f"{name} read / read floor", quotient(_rate(relto, "read"), _rate(floor, "read")), 0.5, True),
+        ]
+        if run.key == "relto":
+            ratio = quotient(_rate(relto, "ingest"), _rate(medallion, "ingest"))
+            goals.append(Target(f"{name} ingest / medallion", ratio, 10, True))
+        if run.clients == 1:
+            goals.append(Target(f"{name} last page / first page", quotient(last, first), 2, False))
+            # the pages differ in content (see the floor's note), so the same ratio relative to the floor's
+            relative = quotient(quotient(last, first), floor_pages)
+            goals.append(Target(f"{name} last/first page, relative to the floor's", relative, None, False))
+        if run.backend != "sqlite":
+            for kind in ("ingest", "read"):
+                ratio = quotient(_rate(relto, kind), _rate(sqlite, kind))
+                goals.append(Target(f"{name} {kind} / relto sqlite x1", ratio, None, True))
+    one, four = results.get("postgres x4"), results.get("postgres x4 4 clients")
+    for kind in ("ingest", "read"):
+        ratio = quotient(_rate(four, kind), _rate(one, kind))
+        goals.append(Target(f"relto postgres x4 {kind}: 4 clients / 1 client", ratio, None, True))
+    return [goal for goal in goals if goal.value is not None or goal.bound is not None]
 
 
 def report(results: dict[str, Measurement], args: argparse.Namespace, count: int) -> None:
     """Print the table, the targets and the notes; write the JSON file if asked."""
     goals = targets(results)
     print(f"corpus: {args.corpus.name}, {count:,} objects, envelopes of {PAGE_SIZE:,}\n")
-    print(table(list(results.values()), results.get("floor")))
+    print(table(list(results.values()), results.get("floor"), results.get("relto")))
     print()
     for goal in goals:
         print(goal.line())
@@ -445,8 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     objects = load_objects(args.corpus)
     batch = envelopes(objects)
     log(f"corpus {args.corpus.name}: {len(objects):,} objects, {len(batch)} envelopes")
-    runs = {"medallion": measure_medallion, "relto": measure_relto}
-    skipped = {"medallion": args.skip_medallion, "relto": args.skip_relto}
+    runs = [run for run in RELTO_RUNS if not args.skip_relto]
+    if args.skip_postgres or not args.postgres:
+        if not args.skip_postgres and not args.skip_relto:
+            print("note: no PostgreSQL URL (--postgres or $RELTO_BENCH_POSTGRES_URL): PostgreSQL rows skipped\n")
+        runs = [run for run in runs if run.backend != "postgres"]
     results: dict[str, Measurement] = {}
     failed = False
     with tempfile.TemporaryDirectory(prefix="relto-bench-") as scratch:
@@ -456,15 +432,21 @@ def main(argv: list[str] | None = None) -> int:
         log(f"work directory {workdir}")
         log("floor ...")
         results["floor"] = measure_floor(batch, workdir, args.floor_runs, args.repeat)
-        for name, measure in runs.items():
-            if skipped[name]:
-                continue
-            log(f"{name} ...")
+        if not args.skip_medallion:
+            log("medallion ...")
             try:
-                results[name] = measure(objects, args, workdir)
+                results["medallion"] = measure_medallion(objects, args, workdir)
             except Exception as error:  # report the others even if one server fails
-                log(f"{name} failed: {error}")
-                results[name] = Measurement(name, notes=[f"failed: {error}"])
+                log(f"medallion failed: {error}")
+                results["medallion"] = Measurement("medallion 3.0.0 (memory)", notes=[f"failed: {error}"])
+                failed = True
+        for run in runs:
+            log(f"{run.system} ...")
+            try:
+                results[run.key] = measure_relto(run, objects, args, workdir)
+            except Exception as error:
+                log(f"{run.system} failed: {error}")
+                results[run.key] = Measurement(run.system, notes=[f"failed: {error}"])
                 failed = True
     report(results, args, len(objects))
     return 1 if failed else 0

@@ -79,6 +79,19 @@ class StoredVersion:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a collection's history: a stored version, or (body None) the deletion of one."""
+
+    seq: int
+    stix_id: str
+    type: str
+    version_text: str | None
+    date_added: int
+    marking_set: int
+    body: bytes | None
+
+
 @dataclass(frozen=True, kw_only=True)
 class VersionQuery:
     """Which versions to read: always limited to `visible` marking sets (the policy's answer).
@@ -195,7 +208,16 @@ class Store(Protocol):
         """Versions matching the query, in sequence order, at most `limit`."""
 
     def delete(self, query: VersionQuery) -> int:
-        """Delete the versions the query matches (limit ignored); return how many."""
+        """Delete the versions the query matches (limit ignored), leaving tombstones; return how many."""
+
+    def head(self) -> int:
+        """The last sequence handed out (objects and deletions)."""
+
+    def doorbell_url(self) -> str | None:
+        """A PostgreSQL URL to LISTEN on for other processes' writes, or None (then subscribers poll)."""
+
+    def events(self, collection_id: str, after_seq: int, limit: int, visible: frozenset[int] | None) -> list[Event]:
+        """Object versions and deletions after `after_seq`, in sequence order; only `visible` sets if given."""
 
     # statuses
     def put_status(self, status_id: str, token_id: int, created: int, body: bytes) -> None:

@@ -13,6 +13,8 @@ from relto.store.sql import SQLStore
 # thereby serialised: sequences are handed out and committed in the same order, so a reader that sees
 # sequence N has already been able to see every sequence below N. See docs/deployment.md.
 WRITE_LOCK_KEY = 0x72656C746F  # "relto"
+# The NOTIFY channel on which committed writes ring the live stream's doorbell (payload: collection id).
+CHANNEL = "relto_events"
 
 
 def engine_url(url: str) -> str:
@@ -27,6 +29,7 @@ class PostgresStore(SQLStore):
     """SQLStore on PostgreSQL."""
 
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self._url = engine_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
         super().__init__(create_engine(engine_url(url), pool_size=pool_size, max_overflow=8, pool_pre_ping=True))
 
     @contextmanager
@@ -34,3 +37,11 @@ class PostgresStore(SQLStore):
         with self._write_lock, self._write_engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
             yield conn
+
+    def _ring(self, conn: Connection, collection_id: str) -> None:
+        # Delivered to every listening process when (and only if) this transaction commits.
+        conn.execute(text("SELECT pg_notify(:channel, :collection)"), {"channel": CHANNEL, "collection": collection_id})
+
+    def doorbell_url(self) -> str | None:
+        """The URL a LISTEN connection should use (psycopg's own form)."""
+        return self._url

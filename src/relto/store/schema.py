@@ -33,6 +33,7 @@ clock = Table(
     "clock",
     metadata,
     Column("id", Integer, primary_key=True),
+    Column("last_seq", BigInt, nullable=False),
     Column("last_date_added", BigInt, nullable=False),
 )
 
@@ -100,7 +101,8 @@ marking_sets = Table(
 objects = Table(
     "objects",
     metadata,
-    Column("seq", BigInt, primary_key=True, autoincrement=True),
+    # Sequences come from the clock row (shared with deletions), never from the database's own counter.
+    Column("seq", BigInt, primary_key=True, autoincrement=False),
     Column("collection", String(36), nullable=False),
     Column("stix_id", String(300), nullable=False),
     Column("type", String(250), nullable=False),
@@ -116,7 +118,19 @@ objects = Table(
     # may not see cost an index step, not a table read.
     Index("ix_objects_collection_seq", "collection", "seq", "marking_set"),
     Index("ix_objects_date_added", "date_added", unique=True),
-    sqlite_autoincrement=True,
+)
+
+deletions = Table(
+    "deletions",
+    metadata,
+    Column("seq", BigInt, primary_key=True, autoincrement=False),
+    Column("collection", String(36), nullable=False),
+    Column("stix_id", String(300), nullable=False),
+    Column("type", String(250), nullable=False),
+    Column("version_text", String(40), nullable=False),
+    Column("marking_set", Integer, nullable=False),
+    Column("date_added", BigInt, nullable=False),
+    Index("ix_deletions_collection_seq", "collection", "seq"),
 )
 
 statuses = Table(

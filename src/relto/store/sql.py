@@ -33,6 +33,7 @@ from relto.store import schema as t
 from relto.store.base import (
     Appended,
     CollectionRecord,
+    Event,
     NewVersion,
     NodeInfo,
     StatusRow,
@@ -43,6 +44,7 @@ from relto.store.base import (
 from relto.store.migrate import upgrade
 
 INSERT_COLUMNS = (
+    "seq",
     "collection",
     "stix_id",
     "type",
@@ -116,7 +118,7 @@ class SQLStore:
                     {"key": "communities_generation", "value": "1"},
                 ],
             )
-            conn.execute(insert(t.clock).values(id=1, last_date_added=0))
+            conn.execute(insert(t.clock).values(id=1, last_seq=0, last_date_added=0))
             for community in communities:
                 self._put_community(conn, community)
 
@@ -295,8 +297,7 @@ class SQLStore:
             for stix_id, version in existing:
                 versions_of.setdefault(stix_id, []).append(version)
             superseded: list[tuple[str, int]] = []
-            last = conn.execute(select(t.clock.c.last_date_added).where(t.clock.c.id == 1)).scalar_one()
-            clock = max(now_micros(), last + 1)
+            clock = _Clock.read(conn)
             stored: list[bool] = []
             added: list[int | None] = []
             rows: list[tuple[Any, ...]] = []
@@ -308,7 +309,8 @@ class SQLStore:
                     continue
                 existing.add(key)
                 stored.append(True)
-                added.append(clock)
+                seq, date_added = clock.tick()
+                added.append(date_added)
                 others = versions_of.setdefault(v.stix_id, [])
                 if others and min(others) < v.version:
                     superseded.append((v.stix_id, v.version))
@@ -316,13 +318,14 @@ class SQLStore:
                 others.append(v.version)
                 rows.append(
                     (
+                        seq,
                         collection_id,
                         v.stix_id,
                         v.type,
                         v.version,
                         v.version_text,
                         v.spec_version,
-                        clock,
+                        date_added,
                         v.marking_set,
                         has_newer,
                         v.body,
@@ -330,7 +333,6 @@ class SQLStore:
                 )
                 if v.type == "marking-definition":
                     self._register_marking_definition(conn, v)
-                clock += 1
             if rows:
                 self._insert_versions(conn, rows)
                 for stix_id, version in superseded:
@@ -343,7 +345,8 @@ class SQLStore:
                         )
                         .values(has_newer=True)
                     )
-                conn.execute(update(t.clock).where(t.clock.c.id == 1).values(last_date_added=clock - 1))
+                clock.write(conn)
+                self._ring(conn, collection_id)
             outcome = Appended(stored=stored, date_added=added)
             if status is not None:
                 row = status(outcome)
@@ -351,6 +354,34 @@ class SQLStore:
                     insert(t.statuses).values(id=row.id, token_id=row.token_id, created=row.created, body=row.body)
                 )
         return outcome
+
+    def _ring(self, conn: Connection, collection_id: str) -> None:
+        """Called inside a write transaction that added events; PostgreSQL rings other processes' doorbells."""
+
+    def doorbell_url(self) -> str | None:
+        """Where to LISTEN for other processes' writes (None: this back-end has no doorbell; poll)."""
+        return None
+
+    def head(self) -> int:
+        """The last sequence handed out (objects and deletions)."""
+        with self._reading() as conn:
+            return int(conn.execute(select(t.clock.c.last_seq).where(t.clock.c.id == 1)).scalar_one())
+
+    def events(self, collection_id: str, after_seq: int, limit: int, visible: frozenset[int] | None) -> list[Event]:
+        """Object versions and deletions after `after_seq` in sequence order (only `visible` sets if given)."""
+        o, d = t.objects, t.deletions
+        versions = select(o.c.seq, o.c.stix_id, o.c.type, o.c.version_text, o.c.date_added, o.c.marking_set, o.c.body)
+        versions = versions.where(o.c.collection == collection_id, o.c.seq > after_seq)
+        tombs = select(d.c.seq, d.c.stix_id, d.c.type, d.c.version_text, d.c.date_added, d.c.marking_set)
+        tombs = tombs.where(d.c.collection == collection_id, d.c.seq > after_seq)
+        if visible is not None:
+            versions = versions.where(o.c.marking_set.in_(sorted(visible)))
+            tombs = tombs.where(d.c.marking_set.in_(sorted(visible)))
+        with self._reading() as conn:
+            rows = [Event(*r) for r in conn.execute(versions.order_by(o.c.seq).limit(limit))]
+            rows += [Event(*r, None) for r in conn.execute(tombs.order_by(d.c.seq).limit(limit))]
+        rows.sort(key=lambda e: e.seq)
+        return rows[:limit]
 
     def _insert_versions(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         """Insert version rows (in INSERT_COLUMNS order); back-ends override with their fastest way."""
@@ -374,16 +405,39 @@ class SQLStore:
         """Delete the versions the query matches (limit ignored); return how many."""
         if not query.visible:
             return 0
+        o = t.objects
+        columns = (o.c.seq, o.c.stix_id, o.c.type, o.c.version, o.c.version_text, o.c.marking_set)
         with self._writing() as conn:
-            stmt, params = self._select(conn, query, (t.objects.c.seq, t.objects.c.stix_id))
+            stmt, params = self._select(conn, query, columns)
             found = conn.execute(stmt, params).all()
-            for chunk in _chunks([seq for seq, _ in found], 500):
+            if not found:
+                return 0
+            for chunk in _chunks([row.seq for row in found], 500):
                 conn.execute(delete(t.objects).where(t.objects.c.seq.in_(chunk)))
-            o, n = t.objects, t.objects.alias("n")
+            # Each deleted version leaves a tombstone in the same sequence: the live stream reports it.
+            clock = _Clock.read(conn)
+            tombstones = []
+            for row in found:
+                seq, date_added = clock.tick()
+                tombstones.append(
+                    {
+                        "seq": seq,
+                        "collection": query.collection,
+                        "stix_id": row.stix_id,
+                        "type": row.type,
+                        "version_text": row.version_text or "",
+                        "marking_set": row.marking_set,
+                        "date_added": date_added,
+                    }
+                )
+            conn.execute(insert(t.deletions), tombstones)
+            clock.write(conn)
+            self._ring(conn, query.collection)
+            n = t.objects.alias("n")
             newer = exists().where(
                 n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, n.c.version > o.c.version
             )
-            for chunk in _chunks(sorted({stix_id for _, stix_id in found}), 500):
+            for chunk in _chunks(sorted({row.stix_id for row in found}), 500):
                 conn.execute(
                     update(o).where(o.c.collection == query.collection, o.c.stix_id.in_(chunk)).values(has_newer=newer)
                 )
@@ -445,6 +499,30 @@ class SQLStore:
         """Forget statuses created before `older_than`; return how many."""
         with self._writing() as conn:
             return conn.execute(delete(t.statuses).where(t.statuses.c.created < older_than)).rowcount
+
+
+class _Clock:
+    """The next sequences and date_added values, read and written inside a write transaction."""
+
+    def __init__(self, last_seq: int, last_date_added: int) -> None:
+        self.seq = last_seq
+        self.date_added = max(now_micros(), last_date_added + 1) - 1
+
+    @classmethod
+    def read(cls, conn: Connection) -> _Clock:
+        row = conn.execute(select(t.clock.c.last_seq, t.clock.c.last_date_added).where(t.clock.c.id == 1)).one()
+        return cls(int(row[0]), int(row[1]))
+
+    def tick(self) -> tuple[int, int]:
+        """The next (sequence, date_added): both unique and strictly increasing."""
+        self.seq += 1
+        self.date_added += 1
+        return self.seq, self.date_added
+
+    def write(self, conn: Connection) -> None:
+        conn.execute(
+            update(t.clock).where(t.clock.c.id == 1).values(last_seq=self.seq, last_date_added=self.date_added)
+        )
 
 
 def _build_select(

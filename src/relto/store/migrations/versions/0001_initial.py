@@ -20,7 +20,10 @@ def upgrade() -> None:
         "meta", sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text, nullable=False)
     )
     op.create_table(
-        "clock", sa.Column("id", sa.Integer, primary_key=True), sa.Column("last_date_added", big, nullable=False)
+        "clock",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("last_seq", big, nullable=False),
+        sa.Column("last_date_added", big, nullable=False),
     )
     op.create_table(
         "tokens",
@@ -73,7 +76,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "objects",
-        sa.Column("seq", big, primary_key=True, autoincrement=True),
+        sa.Column("seq", big, primary_key=True, autoincrement=False),
         sa.Column("collection", sa.String(36), nullable=False),
         sa.Column("stix_id", sa.String(300), nullable=False),
         sa.Column("type", sa.String(250), nullable=False),
@@ -85,10 +88,20 @@ def upgrade() -> None:
         sa.Column("has_newer", sa.Boolean, nullable=False),
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.UniqueConstraint("collection", "stix_id", "version", name="uq_objects_version"),
-        sqlite_autoincrement=True,
     )
     op.create_index("ix_objects_collection_seq", "objects", ["collection", "seq", "marking_set"])
     op.create_index("ix_objects_date_added", "objects", ["date_added"], unique=True)
+    op.create_table(
+        "deletions",
+        sa.Column("seq", big, primary_key=True, autoincrement=False),
+        sa.Column("collection", sa.String(36), nullable=False),
+        sa.Column("stix_id", sa.String(300), nullable=False),
+        sa.Column("type", sa.String(250), nullable=False),
+        sa.Column("version_text", sa.String(40), nullable=False),
+        sa.Column("marking_set", sa.Integer, nullable=False),
+        sa.Column("date_added", big, nullable=False),
+    )
+    op.create_index("ix_deletions_collection_seq", "deletions", ["collection", "seq"])
     op.create_table(
         "statuses",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -102,6 +115,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in (
         "statuses",
+        "deletions",
         "objects",
         "marking_sets",
         "marking_definitions",
