@@ -356,10 +356,18 @@ class Fetch(NamedTuple):
     ms: float
 
 
-def read_back(client: TaxiiClient, path: str, result: Measurement, expected: int | None = None) -> list[Fetch]:
+def read_back(
+    client: TaxiiClient,
+    path: str,
+    result: Measurement,
+    expected: int | None = None,
+    budget: float = float("inf"),
+    log_every: int = 0,
+) -> list[Fetch]:
     """Page through the collection with limit=1000 following `next`; return every request made.
 
     `expected`: how many objects the reader should see (default: what was ingested); a note if it differs.
+    `budget`: stop after this many seconds (with a note). `log_every`: a progress line every N pages.
     """
     sweep: list[Fetch] = []
     params: Params = {"limit": PAGE_SIZE}
@@ -372,6 +380,13 @@ def read_back(client: TaxiiClient, path: str, result: Measurement, expected: int
         if not page.more or page.next is None:
             break
         params = {"limit": PAGE_SIZE, "next": page.next}
+        spent = time.perf_counter() - start
+        if log_every and len(sweep) % log_every == 0:
+            log(f"{result.system}: read {result.read:,} objects, {spent:.1f} s, {result.read / spent:,.0f} obj/s")
+        if spent > budget:
+            result.notes.append(f"read stopped by the {budget:g} s budget after {len(sweep)} pages")
+            expected = result.read
+            break
     result.read_s = time.perf_counter() - start
     log(f"{result.system}: read {result.read:,} objects in {len(sweep)} pages, {result.read_s:.2f} s")
     expected = result.ingested if expected is None else expected

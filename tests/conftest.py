@@ -213,7 +213,9 @@ class Server:
             self.process.wait()
 
 
-def start_server(db: Database, admin: str, *extra: str, logs: Path | None = None) -> Server:
+def start_server(
+    db: Database, admin: str, *extra: str, logs: Path | None = None, env: dict[str, str] | None = None
+) -> Server:
     port = free_port()
     log = (logs or Path(tempfile.gettempdir())) / f"relto-serve-{port}.log"
     with log.open("wb") as sink:
@@ -221,6 +223,7 @@ def start_server(db: Database, admin: str, *extra: str, logs: Path | None = None
             [sys.executable, "-m", "relto", "serve", *db.args, "--port", str(port), *extra],
             stdout=subprocess.DEVNULL,
             stderr=sink,
+            env={**os.environ, **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -106,7 +106,7 @@ def publish(h: Harness, s: Scenario) -> tuple[str, dict[int, str]]:
                 if b is None or b > a
             }.values()
         )
-        h.node.store.put_community(Community(name, "", members))
+        h.node.put_community(Community(name, "", members))
     coll = h.collection()
     ids = {i: f"indicator--{uuid.uuid4()}" for i in range(3)}
     for v in s.versions:

@@ -362,6 +362,7 @@ def serve(data: Path | None, database: str | None, host: str, port: int, workers
     uvicorn.run(
         "relto.cli:app_from_env",
         factory=True,
+        timeout_graceful_shutdown=2,
         host=host,
         port=port,
         workers=workers,
@@ -383,7 +384,28 @@ def _serve(node: Node, host: str, port: int) -> None:
 
     from relto.api import create_app
 
-    uvicorn.run(create_app(node), host=host, port=port, log_level="warning", access_log=False)
+    # Live streams never end by themselves: give them two seconds on shutdown (clients resume elsewhere).
+    uvicorn.run(
+        create_app(node), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2
+    )
+
+
+@main.command()
+@click.argument("url")
+@click.option("--token", envvar="RELTO_TOKEN", required=True, help="Your token. Env: RELTO_TOKEN.")
+@click.option("--type", "types", multiple=True, help="Only these STIX types (repeat for several).")
+@click.option("--after", default=None, help="Resume after this event id (as printed by a previous watch).")
+def watch(url: str, token: str, types: tuple[str, ...], after: str | None) -> None:
+    """Print a collection's live stream, one line per object with its marking banner.
+
+    URL is the collection's TAXII URL (http://HOST:PORT/api/collections/ID/). Reconnects and resumes by itself.
+    """
+    from relto.watch import watch as follow
+
+    try:
+        sys.exit(follow(url, token, types=types, after=after, say=lambda line: click.echo(line)))
+    except KeyboardInterrupt:
+        sys.exit(0)
 
 
 @main.command()

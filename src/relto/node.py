@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +46,7 @@ from relto.taxii import envelopes
 from relto.taxii.filters import Filters, encode_cursor
 
 _TOKEN_TTL = 1.0  # seconds a verified token is trusted before the store is asked again
+_POLICY_CHECK = 0.25  # seconds between checks for marking-set and community changes
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,10 @@ class Node:
         self._set_keys: dict[str | tuple[str, tuple[str, ...]], int] = {}
         self._communities: list[Community] = []
         self._generation = (-1, -1)
+        self._checked = 0.0
+        self._max_set = 0
+        # Called with a collection id after each committed write: the live stream's in-process doorbell.
+        self.on_write: list[Callable[[str], None]] = []
         self._compiled: dict[tuple[str, int, str], frozenset[int]] = {}
         self._meanings: dict[str, MarkingMeaning] = {}
         self._tokens: dict[str, tuple[float, Party | None, str]] = {}
@@ -111,23 +116,37 @@ class Node:
         return party
 
     # policy -------------------------------------------------------------------------------------------
-    def _refresh(self) -> None:
-        """Pick up marking sets and community changes made by this or another process."""
+    def _refresh(self, force: bool = False) -> None:
+        """Pick up marking sets and community changes made by this or another process.
+
+        Asked at most every _POLICY_CHECK seconds unless forced: a reader that meets a marking set newer than
+        its compiled policy forces it, so only community changes can be that late.
+        """
+        now = time.monotonic()
+        if not force and now - self._checked < _POLICY_CHECK:
+            return
+        self._checked = now
         generation = self.store.policy_generation()
         if generation == self._generation:
             return
         with self._lock:
             if generation[0] != self._generation[0]:
-                for ms in self.store.marking_sets(after_id=max(self._sets, default=0)):
+                for ms in self.store.marking_sets(after_id=self._max_set):
                     self._sets[ms.id] = ms
+                self._max_set = max(self._sets, default=0)
             if generation[1] != self._generation[1]:
                 self._communities = self.store.communities()
             self._compiled.clear()
             self._generation = generation
 
-    def visible_sets(self, party: Party) -> frozenset[int]:
+    @property
+    def known_max_set(self) -> int:
+        """The newest marking set the compiled policy knows."""
+        return self._max_set
+
+    def visible_sets(self, party: Party, refresh: bool = False) -> frozenset[int]:
         """The marking sets this party may read today: the one policy engine, compiled and cached."""
-        self._refresh()
+        self._refresh(force=refresh)
         today = datetime.now(UTC).date()
         key = (party.nation, party.clearance, today.isoformat())
         compiled = self._compiled.get(key)
@@ -139,8 +158,18 @@ class Node:
 
     def marking_set(self, set_id: int) -> MarkingSet:
         """A marking set by id."""
-        self._refresh()
+        if set_id not in self._sets:
+            self._refresh(force=True)
         return self._sets[set_id]
+
+    def put_community(self, community: Community) -> None:
+        """Create or replace a community; this process's policy follows at once, others' within a second."""
+        self.store.put_community(community)
+        self._refresh(force=True)
+
+    def _rang(self, collection_id: str) -> None:
+        for ring in self.on_write:
+            ring(collection_id)
 
     # collections --------------------------------------------------------------------------------------
     def collections(self) -> list[CollectionRecord]:
@@ -206,6 +235,8 @@ class Node:
             return StatusRow(status_id, party.token_id, request_time, orjson.dumps(result))
 
         appended = self.store.append(collection_id, accepted, status_row)
+        if any(appended.stored):
+            self._rang(collection_id)
         for v, new in zip(accepted, appended.stored, strict=True):
             if new and v.type == "marking-definition":
                 self._meanings.setdefault(v.stix_id, pending_meanings[v.stix_id])
@@ -289,7 +320,7 @@ class Node:
                 break
             # A marking set created since our policy was compiled (maybe by another process): recompile
             # and ask again, rather than page past versions the party may be allowed to see.
-            self._generation = (-1, self._generation[1])
+            self._refresh(force=True)
         more = len(rows) > filters.limit
         rows = rows[: filters.limit]
         return Page(rows, more, encode_cursor(rows[-1].seq) if more else None)
@@ -327,7 +358,9 @@ class Node:
             foreign = [r for r in rows if self.marking_set(r.marking_set).originator != party.nation]
             if foreign:
                 raise Forbidden("only an admin or the originating nation may delete these versions")
-        return self.store.delete(query)
+        deleted = self.store.delete(query)
+        self._rang(collection_id)
+        return deleted
 
     # statuses -----------------------------------------------------------------------------------------
     def status(self, party: Party, status_id: str) -> bytes:

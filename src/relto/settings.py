@@ -23,6 +23,15 @@ SETTINGS = (
     Setting("default_page_size", 1000, "objects per page when the client gives no limit"),
     Setting("max_page_size", 10000, "largest page a client may ask for with limit"),
     Setting("status_retention_hours", 72, "how long status resources are kept (TAXII asks for at least 24)"),
+    Setting("stream_heartbeat_seconds", 15, "idle live streams get a comment line this often (keeps proxies open)"),
+    Setting(
+        "stream_ring_size",
+        10000,
+        "events kept in memory per collection for live subscribers; one that "
+        "falls further behind is told so and closed (it resumes from its cursor)",
+    ),
+    Setting("stream_poll_ms", 1000, "how often live feeds look for writes no doorbell announced"),
+    Setting("stream_stall_seconds", 30, "a live subscriber that accepts no data for this long is disconnected"),
 )
 
 
@@ -34,6 +43,10 @@ class Settings:
     default_page_size: int = SETTINGS[1].default
     max_page_size: int = SETTINGS[2].default
     status_retention_hours: int = SETTINGS[3].default
+    stream_heartbeat_seconds: int = SETTINGS[4].default
+    stream_ring_size: int = SETTINGS[5].default
+    stream_poll_ms: int = SETTINGS[6].default
+    stream_stall_seconds: int = SETTINGS[7].default
 
     def __post_init__(self) -> None:
         for f in fields(self):

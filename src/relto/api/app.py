@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -15,15 +18,20 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from relto import __version__
-from relto.api.auth import party_of
+from relto.api.auth import party_of, token_from
 from relto.api.errors import error_response, handle_relto_error
-from relto.domain.errors import PayloadTooLarge, ReltoError
+from relto.api.sse import EventStream
+from relto.domain.errors import InvalidRequest, PayloadTooLarge, ReltoError
 from relto.domain.markings import relto_extension_definition, relto_identity
 from relto.domain.timestamps import format_timestamp
 from relto.node import Node, Page
+from relto.store.postgres import CHANNEL
+from relto.stream.doorbell import listen
+from relto.stream.feed import Feeds
+from relto.stream.subscriber import Subscription, frames, parse_after
 from relto.taxii import envelopes
 from relto.taxii.filters import Filters, parse_filters
-from relto.taxii.media import STIX, TAXII, check_accept, check_content_type
+from relto.taxii.media import STIX, TAXII, check_accept, check_content_type, check_stream_accept
 
 log = logging.getLogger("relto")
 
@@ -39,7 +47,28 @@ def taxii(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
 
 def create_app(node: Node) -> FastAPI:
     """Build the ASGI app for one node."""
-    app = FastAPI(title="relto", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    settings = node.settings
+    feeds = Feeds(node.store, ring_size=settings.stream_ring_size, poll_seconds=settings.stream_poll_ms / 1000)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ringer = feeds.threadsafe_ringer(asyncio.get_running_loop())
+        node.on_write.append(ringer)
+        url = node.store.doorbell_url()
+        listener = asyncio.create_task(listen(url, CHANNEL, feeds.ring)) if url else None
+        try:
+            yield
+        finally:
+            node.on_write.remove(ringer)
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            await feeds.close()
+
+    app = FastAPI(
+        title="relto", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.node = node
     app.add_exception_handler(ReltoError, handle_relto_error)
 
@@ -199,6 +228,30 @@ def create_app(node: Node) -> FastAPI:
         allowed = {"added_after", "limit", "next", "match[spec_version]"}
         page = node.object_versions(party_of(request), collection_id, object_id, filters(request, allowed))
         return paged(page, envelopes.versions(page.rows, page.more, page.next))
+
+    @app.get(API_ROOT + "collections/{collection_id}/stream/")
+    async def stream(request: Request, collection_id: str) -> Response:
+        """relto's live stream: server-sent events of every version (and deletion) releasable to the caller."""
+        check_stream_accept(request.headers.get("accept"))
+        allowed = {"added_after", "match[type]", "match[id]", "after"}
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
+        for key, _ in request.query_params.multi_items():
+            if key not in allowed:
+                raise InvalidRequest(f"unknown query parameter {key!r}; the stream takes {', '.join(sorted(allowed))}")
+        parsed = parse_filters(params, default_limit=1, max_limit=1)
+        resume = request.headers.get("last-event-id") or request.query_params.get("after")
+        token = token_from(request.headers.get("authorization")) or ""
+
+        def prepare() -> int:
+            node.authenticate(token)
+            node.collection(collection_id)
+            return parse_after(node, resume, parsed.added_after)
+
+        start = await run_in_threadpool(prepare)
+        sub = Subscription(token, collection_id, start, frozenset(parsed.types), frozenset(parsed.ids))
+        feed = await feeds.feed(collection_id)
+        chunks = frames(node, feed, sub, heartbeat=settings.stream_heartbeat_seconds)
+        return EventStream(chunks, stall_seconds=settings.stream_stall_seconds)
 
     @get("/relto/extension-definition/")
     def extension_definition(request: Request) -> Response:

@@ -216,8 +216,14 @@ class Store(Protocol):
     def doorbell_url(self) -> str | None:
         """A PostgreSQL URL to LISTEN on for other processes' writes, or None (then subscribers poll)."""
 
-    def events(self, collection_id: str, after_seq: int, limit: int, visible: frozenset[int] | None) -> list[Event]:
-        """Object versions and deletions after `after_seq`, in sequence order; only `visible` sets if given."""
+    def events(
+        self, collection_id: str, after_seq: int, limit: int, visible: frozenset[int] | None
+    ) -> tuple[list[Event], int]:
+        """Object versions and deletions after `after_seq`, in sequence order, only `visible` sets if given;
+        and the sequence up to which the answer is complete (a cursor may move there)."""
+
+    def seq_at(self, date_added: int) -> int:
+        """The last sequence (object or deletion) added at or before `date_added`."""
 
     # statuses
     def put_status(self, status_id: str, token_id: int, created: int, body: bytes) -> None:

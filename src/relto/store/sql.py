@@ -367,21 +367,35 @@ class SQLStore:
         with self._reading() as conn:
             return int(conn.execute(select(t.clock.c.last_seq).where(t.clock.c.id == 1)).scalar_one())
 
-    def events(self, collection_id: str, after_seq: int, limit: int, visible: frozenset[int] | None) -> list[Event]:
-        """Object versions and deletions after `after_seq` in sequence order (only `visible` sets if given)."""
+    def events(
+        self, collection_id: str, after_seq: int, limit: int, visible: frozenset[int] | None
+    ) -> tuple[list[Event], int]:
+        """Object versions and deletions after `after_seq` in sequence order (only `visible` sets if given),
+        and the sequence up to which the answer is complete."""
         o, d = t.objects, t.deletions
         versions = select(o.c.seq, o.c.stix_id, o.c.type, o.c.version_text, o.c.date_added, o.c.marking_set, o.c.body)
-        versions = versions.where(o.c.collection == collection_id, o.c.seq > after_seq)
         tombs = select(d.c.seq, d.c.stix_id, d.c.type, d.c.version_text, d.c.date_added, d.c.marking_set)
-        tombs = tombs.where(d.c.collection == collection_id, d.c.seq > after_seq)
-        if visible is not None:
-            versions = versions.where(o.c.marking_set.in_(sorted(visible)))
-            tombs = tombs.where(d.c.marking_set.in_(sorted(visible)))
         with self._reading() as conn:
+            # The head first: writers commit in sequence order, so everything up to it is visible below.
+            head = int(conn.execute(select(t.clock.c.last_seq).where(t.clock.c.id == 1)).scalar_one())
+            versions = versions.where(o.c.collection == collection_id, o.c.seq > after_seq, o.c.seq <= head)
+            tombs = tombs.where(d.c.collection == collection_id, d.c.seq > after_seq, d.c.seq <= head)
+            if visible is not None:
+                versions = versions.where(o.c.marking_set.in_(sorted(visible)))
+                tombs = tombs.where(d.c.marking_set.in_(sorted(visible)))
             rows = [Event(*r) for r in conn.execute(versions.order_by(o.c.seq).limit(limit))]
             rows += [Event(*r, None) for r in conn.execute(tombs.order_by(d.c.seq).limit(limit))]
         rows.sort(key=lambda e: e.seq)
-        return rows[:limit]
+        if len(rows) >= limit:
+            return rows[:limit], rows[limit - 1].seq
+        return rows, max(head, after_seq)
+
+    def seq_at(self, date_added: int) -> int:
+        """The last sequence (object or deletion) added at or before `date_added`."""
+        with self._reading() as conn:
+            a = conn.execute(select(func.max(t.objects.c.seq)).where(t.objects.c.date_added <= date_added)).scalar()
+            b = conn.execute(select(func.max(t.deletions.c.seq)).where(t.deletions.c.date_added <= date_added)).scalar()
+        return max(int(a or 0), int(b or 0))
 
     def _insert_versions(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         """Insert version rows (in INSERT_COLUMNS order); back-ends override with their fastest way."""

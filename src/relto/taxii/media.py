@@ -39,3 +39,16 @@ def check_content_type(header: str | None) -> None:
     kind, params = _params(header or "")
     if not _is_taxii(kind, params):
         raise UnsupportedMediaType(f"send the envelope as Content-Type: {TAXII} (got {header or 'none'!r})")
+
+
+def check_stream_accept(header: str | None) -> None:
+    """Refuse a live-stream request whose Accept header admits no text/event-stream (406)."""
+    if not header:
+        return
+    for part in header.split(","):
+        kind, params = _params(part)
+        if params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
+            continue
+        if kind in ("*/*", "text/*", "text/event-stream"):
+            return
+    raise NotAcceptable(f"the live stream answers in text/event-stream; the Accept header {header!r} does not allow it")

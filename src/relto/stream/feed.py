@@ -1,0 +1,132 @@
+"""Fan-out: one task per collection reads new events from the store and keeps the newest in a ring.
+
+The database is the log. A doorbell (this process's writes, or PostgreSQL NOTIFY from other processes) wakes
+the feed; the feed reads events after its head through the store and wakes its subscribers. A lost or late
+doorbell only delays events: the feed also polls. Subscribers never get their own copy of an event, so a slow
+one costs no memory; one that falls out of the ring is cut and resumes from its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from relto.store.base import Event, Store
+
+log = logging.getLogger("relto.stream")
+
+
+class Feed:
+    """The shared tail of one collection."""
+
+    def __init__(self, store: Store, collection_id: str, *, ring_size: int, poll_seconds: float) -> None:
+        self.store = store
+        self.collection_id = collection_id
+        self.ring: deque[Event] = deque()
+        self.ring_size = ring_size
+        self.head = 0  # the sequence up to which the ring is complete (other collections' events move it too)
+        self.floor = 0  # the ring holds every event of this collection after this sequence
+        self.changed = asyncio.Condition()
+        self.poll_seconds = poll_seconds
+        self._doorbell = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.subscribers = 0
+
+    async def start(self) -> None:
+        """Begin at the store's current head: subscribers older than that catch up from the store."""
+        self.head = self.floor = await asyncio.to_thread(self.store.head)
+        self._task = asyncio.create_task(self._run(), name=f"relto-feed-{self.collection_id}")
+
+    def ring_doorbell(self) -> None:
+        """Something was written (maybe to this collection): look."""
+        self._doorbell.set()
+
+    @property
+    def oldest(self) -> int:
+        """The lowest cursor that can still be served from the ring."""
+        return self.floor
+
+    def after(self, seq: int, limit: int) -> list[Event]:
+        """Ring events after `seq` (the caller checked `seq >= self.oldest`)."""
+        out: list[Event] = []
+        for event in self.ring:
+            if event.seq > seq:
+                out.append(event)
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._doorbell.wait(), timeout=self.poll_seconds)
+            self._doorbell.clear()
+            try:
+                await self._read_new()
+            except Exception:  # a database hiccup must not end the feed: log and retry on the next ring
+                log.exception("live feed of collection %s could not read new events", self.collection_id)
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _read_new(self) -> None:
+        while True:
+            events, covered = await asyncio.to_thread(self.store.events, self.collection_id, self.head, 1000, None)
+            for event in events:
+                if len(self.ring) >= self.ring_size:
+                    self.floor = self.ring.popleft().seq
+                self.ring.append(event)
+            moved = covered > self.head
+            self.head = max(self.head, covered)
+            if moved:
+                async with self.changed:
+                    self.changed.notify_all()
+            if len(events) < 1000:
+                return
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class Feeds:
+    """The feeds of one process, created on first subscription, rung by every doorbell."""
+
+    def __init__(self, store: Store, *, ring_size: int, poll_seconds: float) -> None:
+        self.store = store
+        self.ring_size = ring_size
+        self.poll_seconds = poll_seconds
+        self._feeds: dict[str, Feed] = {}
+        self._lock = asyncio.Lock()
+
+    async def feed(self, collection_id: str) -> Feed:
+        async with self._lock:
+            feed = self._feeds.get(collection_id)
+            if feed is None:
+                feed = Feed(self.store, collection_id, ring_size=self.ring_size, poll_seconds=self.poll_seconds)
+                await feed.start()
+                self._feeds[collection_id] = feed
+            return feed
+
+    def ring(self, collection_id: str | None = None) -> None:
+        """Wake the feed of a collection (or all feeds)."""
+        if collection_id is None:
+            for feed in self._feeds.values():
+                feed.ring_doorbell()
+        elif collection_id in self._feeds:
+            self._feeds[collection_id].ring_doorbell()
+
+    def threadsafe_ringer(self, loop: asyncio.AbstractEventLoop) -> Callable[[str], None]:
+        """A doorbell button for code running in worker threads (the publish path)."""
+
+        def press(collection_id: str) -> None:
+            loop.call_soon_threadsafe(self.ring, collection_id)
+
+        return press
+
+    async def close(self) -> None:
+        for feed in self._feeds.values():
+            await feed.close()

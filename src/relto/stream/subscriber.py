@@ -1,0 +1,121 @@
+"""One subscriber: catch up from the store, then follow the feed; every event is filtered by the policy engine.
+
+Frames are server-sent events: `id:` is an opaque cursor (the same encoding as TAXII's `next`), `event:` is
+`object`, `deleted`, or a final `lagged` / `closed`, and `data:` is JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+
+from relto.domain.errors import ReltoError
+from relto.node import Node
+from relto.store.base import Event
+from relto.stream.feed import Feed
+from relto.taxii.filters import encode_cursor
+
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """Who subscribed to what, and from where."""
+
+    token: str
+    collection_id: str
+    after: int
+    types: frozenset[str] = frozenset()
+    ids: frozenset[str] = frozenset()
+
+
+def frame(event: str, data: bytes, seq: int | None = None) -> bytes:
+    """One server-sent event."""
+    head = b"id: " + encode_cursor(seq).encode() + b"\n" if seq is not None else b""
+    return head + b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _render(e: Event) -> bytes:
+    if e.body is not None:
+        return frame("object", e.body, e.seq)
+    doc = {"id": e.stix_id, "type": e.type, "version": e.version_text}
+    return frame("deleted", orjson.dumps(doc), e.seq)
+
+
+def _wanted(e: Event, sub: Subscription, visible: frozenset[int]) -> bool:
+    return e.marking_set in visible and (not sub.types or e.type in sub.types) and (not sub.ids or e.stix_id in sub.ids)
+
+
+async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float) -> AsyncIterator[bytes]:
+    """The stream of one subscriber, until its token stops working or it falls out of the feed's ring."""
+    cursor = sub.after
+    live = False
+    last_frame = time.monotonic()
+    feed.subscribers += 1
+    try:
+        # Sent at once, so the client sees the stream open (and learns how soon to reconnect) before any event.
+        yield b"retry: 2000\n\n"
+        while True:
+            try:
+                party = node.authenticate(sub.token)  # cached for a second: a revocation ends the stream
+            except ReltoError as exc:
+                yield frame("closed", orjson.dumps({"reason": exc.message}))
+                return
+            out: list[bytes] = []
+            if cursor < feed.oldest:
+                if live:
+                    notice = {
+                        "reason": "this subscriber fell too far behind the live feed; resume from the last event id",
+                        "resume_after": encode_cursor(cursor),
+                    }
+                    yield frame("lagged", orjson.dumps(notice), cursor)
+                    return
+                # Catching up: the policy is inside the store query, as for TAXII reads.
+                visible = node.visible_sets(party)
+                events, covered = await asyncio.to_thread(node.store.events, sub.collection_id, cursor, BATCH, visible)
+                unknown = max((e.marking_set for e in events), default=0) > node.known_max_set
+                visible = node.visible_sets(party, refresh=unknown)
+                out = [_render(e) for e in events if _wanted(e, sub, visible)]
+                cursor = covered
+            else:
+                live = True
+                events = feed.after(cursor, BATCH)
+                if events:
+                    unknown = max(e.marking_set for e in events) > node.known_max_set
+                    visible = node.visible_sets(party, refresh=unknown)
+                    out = [_render(e) for e in events if _wanted(e, sub, visible)]
+                    cursor = events[-1].seq
+                else:
+                    cursor = max(cursor, feed.head)  # the ring is complete up to head: nothing for us below it
+            if out:
+                yield b"".join(out)
+                last_frame = time.monotonic()
+                continue
+            if not live and cursor < feed.oldest:
+                continue  # more to catch up
+            async with feed.changed:
+                if feed.head <= cursor:
+                    wait = max(0.05, heartbeat - (time.monotonic() - last_frame))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(feed.changed.wait(), timeout=min(wait, 1.0))
+            if time.monotonic() - last_frame >= heartbeat:
+                yield b": keep-alive\n\n"
+                last_frame = time.monotonic()
+    finally:
+        feed.subscribers -= 1
+
+
+def parse_after(node: Node, value: str | None, added_after: int | None) -> int:
+    """The starting cursor: Last-Event-ID / ?after= (a cursor), or added_after (a time), else 'from now'."""
+    from relto.taxii.filters import decode_cursor
+
+    if value:
+        return decode_cursor(value)
+    if added_after is not None:
+        return node.store.seq_at(added_after)
+    return node.store.head()
