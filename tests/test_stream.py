@@ -385,3 +385,20 @@ def test_relto_watch_prints_banners(node: Node) -> None:
         watcher.wait(5)
         if watcher.stdout:
             watcher.stdout.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_nation_leaving_a_community_stops_receiving_within_a_second(node: Node) -> None:
+    coll = node.collection()
+    ip4 = releasability_marking("SECRET", ["IP4"], Ladder())
+    stream = Stream(node.server.url, node.token("KOR"), coll)
+    before = indicator([ip4["id"]])
+    node.post(coll, [ip4, before])
+    stream.wait_for(lambda s: before["id"] in {o["id"] for o in s.objects()})
+    relto("community", "leave", *node.db.args, "IP4", "KOR")  # another process changes the policy
+    time.sleep(1.5)
+    after = indicator([ip4["id"]])
+    node.post(coll, [after, EVERYONE, sentinel()])
+    stream.wait_for(got_end)
+    assert after["id"] not in {o["id"] for o in stream.objects()}
+    stream.close()
