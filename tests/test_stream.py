@@ -393,12 +393,13 @@ def test_a_nation_leaving_a_community_stops_receiving_within_a_second(node: Node
     ip4 = releasability_marking("SECRET", ["IP4"], Ladder())
     stream = Stream(node.server.url, node.token("KOR"), coll)
     before = indicator([ip4["id"]])
-    node.post(coll, [ip4, before])
+    node.post(coll, [ip4, EVERYONE, before, indicator([EVERYONE["id"]])])  # every marking set exists from here
     stream.wait_for(lambda s: before["id"] in {o["id"] for o in s.objects()})
     relto("community", "leave", *node.db.args, "IP4", "KOR")  # another process changes the policy
     time.sleep(1.5)
     after = indicator([ip4["id"]])
-    node.post(coll, [after, EVERYONE, sentinel()])
+    node.post(coll, [after])
+    node.post(coll, [sentinel()])
     stream.wait_for(got_end)
     assert after["id"] not in {o["id"] for o in stream.objects()}
     stream.close()
