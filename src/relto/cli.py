@@ -395,13 +395,17 @@ def _serve(node: Node, host: str, port: int) -> None:
 @click.option("--token", envvar="RELTO_TOKEN", required=True, help="Your token. Env: RELTO_TOKEN.")
 @click.option("--type", "types", multiple=True, help="Only these STIX types (repeat for several).")
 @click.option("--after", default=None, help="Resume after this event id (as printed by a previous watch).")
-def watch(url: str, token: str, types: tuple[str, ...], after: str | None) -> None:
+@click.option("--from-start", is_flag=True, help="Replay the collection's whole history first, then follow.")
+def watch(url: str, token: str, types: tuple[str, ...], after: str | None, from_start: bool) -> None:
     """Print a collection's live stream, one line per object with its marking banner.
 
     URL is the collection's TAXII URL (http://HOST:PORT/api/collections/ID/). Reconnects and resumes by itself.
     """
+    from relto.taxii.filters import encode_cursor
     from relto.watch import watch as follow
 
+    if from_start and after is None:
+        after = encode_cursor(0)
     try:
         sys.exit(follow(url, token, types=types, after=after, say=lambda line: click.echo(line)))
     except KeyboardInterrupt:

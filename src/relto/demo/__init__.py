@@ -105,6 +105,8 @@ def run_demo(*, host: str, port: int, data: Path | None) -> None:
             f"  python3 -c \"from taxii2client.v21 import Collection; c = Collection('{base}/api/collections/"
             f"{coll}/', user='ukr', password='{tokens['UKR']}'); print(len(c.get_objects()['objects']))\""
         )
+        say("\nWatch live (each nation sees its own share, as it is published):")
+        say(f"  relto watch {base}/api/collections/{coll}/ --from-start --token {tokens['UKR']}")
         say(f"\nData directory: {where} ({'kept' if data else 'deleted on exit'}). Ctrl-C stops.", flush=True)
         from relto.cli import _serve
 
