@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from relto.domain.errors import NotAcceptable, UnsupportedMediaType
 
 TAXII = "application/taxii+json;version=2.1"
@@ -21,17 +23,23 @@ def _is_taxii(kind: str, params: dict[str, str]) -> bool:
     return kind == "application/taxii+json" and params.get("version", "2.1") == "2.1"
 
 
-def check_accept(header: str | None) -> None:
-    """Refuse a request whose Accept header admits no TAXII 2.1 response (406)."""
+def _accepts(header: str | None, wanted: Callable[[str, dict[str, str]], bool]) -> bool:
+    """Whether an Accept header admits a media type `wanted` approves (no header admits everything)."""
     if not header:
-        return
+        return True
     for part in header.split(","):
         kind, params = _params(part)
         if params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
             continue  # q=0 means "not acceptable"
-        if kind in ("*/*", "application/*") or _is_taxii(kind, params):
-            return
-    raise NotAcceptable(f"this server answers in {TAXII}; the Accept header {header!r} does not allow it")
+        if kind == "*/*" or wanted(kind, params):
+            return True
+    return False
+
+
+def check_accept(header: str | None) -> None:
+    """Refuse a request whose Accept header admits no TAXII 2.1 response (406)."""
+    if not _accepts(header, lambda kind, params: kind == "application/*" or _is_taxii(kind, params)):
+        raise NotAcceptable(f"this server answers in {TAXII}; the Accept header {header!r} does not allow it")
 
 
 def check_content_type(header: str | None) -> None:
@@ -43,12 +51,7 @@ def check_content_type(header: str | None) -> None:
 
 def check_stream_accept(header: str | None) -> None:
     """Refuse a live-stream request whose Accept header admits no text/event-stream (406)."""
-    if not header:
-        return
-    for part in header.split(","):
-        kind, params = _params(part)
-        if params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
-            continue
-        if kind in ("*/*", "text/*", "text/event-stream"):
-            return
-    raise NotAcceptable(f"the live stream answers in text/event-stream; the Accept header {header!r} does not allow it")
+    if not _accepts(header, lambda kind, _params: kind in ("text/*", "text/event-stream")):
+        raise NotAcceptable(
+            f"the live stream answers in text/event-stream; the Accept header {header!r} does not allow it"
+        )
