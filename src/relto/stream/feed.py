@@ -50,14 +50,17 @@ class Feed:
         return self.floor
 
     def after(self, seq: int, limit: int) -> list[Event]:
-        """Ring events after `seq` (the caller checked `seq >= self.oldest`)."""
-        out: list[Event] = []
-        for event in self.ring:
-            if event.seq > seq:
-                out.append(event)
-                if len(out) >= limit:
-                    break
-        return out
+        """Ring events after `seq` (the caller checked `seq >= self.oldest`), at most `limit`.
+
+        Walks back from the newest end, so a caught-up subscriber pays for the new events only.
+        """
+        newer: list[Event] = []
+        for event in reversed(self.ring):
+            if event.seq <= seq:
+                break
+            newer.append(event)
+        newer.reverse()
+        return newer[:limit]
 
     async def _run(self) -> None:
         while True:
