@@ -291,6 +291,8 @@ class Node:
         if found is None:
             found = self.store.marking_set_id(key, template)
             self._set_keys[key] = found
+            if found > self._max_set:
+                self._checked = 0.0  # our next read recompiles the policy with this set
         return found
 
     # read ---------------------------------------------------------------------------------------------

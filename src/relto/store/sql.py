@@ -556,14 +556,14 @@ def _build_select(
     o = t.objects
     n = o.alias("n")
 
-    def visible_in(table: Any) -> ColumnElement[bool]:
+    def visible_in(table: Any, with_unknown: bool) -> ColumnElement[bool]:
         cond = table.c.marking_set.in_(bindparam("visible", expanding=True))
-        return or_(cond, table.c.marking_set > bindparam("known_max")) if unknown_sets else cond
+        return or_(cond, table.c.marking_set > bindparam("known_max")) if with_unknown else cond
 
     where: list[ColumnElement[bool]] = [
         o.c.collection == bindparam("collection"),
         o.c.seq > bindparam("after"),
-        visible_in(o),
+        visible_in(o, unknown_sets),
     ]
     if by_ids:
         where.append(o.c.stix_id.in_(bindparam("ids", expanding=True)))
@@ -574,7 +574,9 @@ def _build_select(
     choices: list[ColumnElement[bool]] = []
     for mode in modes:
         other = n.c.version > o.c.version if mode == "last" else n.c.version < o.c.version
-        cond = [n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, other, visible_in(n)]
+        # A version under a marking set the caller does not know yet must not hide an older one: that newer
+        # version may lie beyond this page, where the caller would only then learn of its set, too late.
+        cond = [n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, other, visible_in(n, False)]
         if by_spec:
             cond.append(n.c.spec_version.in_(bindparam("spec_versions", expanding=True)))
         hidden_by_other = exists().where(and_(*cond))
