@@ -7,7 +7,7 @@ passed in as the set of marking-set ids a party may see, so that it is part of e
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from relto.domain.communities import Community
@@ -119,7 +119,6 @@ class Appended:
     """The outcome of an append: which inputs were stored now, which already existed."""
 
     stored: Sequence[bool]
-    date_added: Sequence[int | None] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, slots=True)

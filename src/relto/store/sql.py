@@ -299,18 +299,15 @@ class SQLStore:
             superseded: list[tuple[str, int]] = []
             clock = _Clock.read(conn)
             stored: list[bool] = []
-            added: list[int | None] = []
             rows: list[tuple[Any, ...]] = []
             for v in versions:
                 key = (v.stix_id, v.version)
                 if key in existing:
                     stored.append(False)
-                    added.append(None)
                     continue
                 existing.add(key)
                 stored.append(True)
                 seq, date_added = clock.tick()
-                added.append(date_added)
                 others = versions_of.setdefault(v.stix_id, [])
                 if others and min(others) < v.version:
                     superseded.append((v.stix_id, v.version))
@@ -347,7 +344,7 @@ class SQLStore:
                     )
                 clock.write(conn)
                 self._ring(conn, collection_id)
-            outcome = Appended(stored=stored, date_added=added)
+            outcome = Appended(stored=stored)
             if status is not None:
                 row = status(outcome)
                 conn.execute(
@@ -393,9 +390,7 @@ class SQLStore:
     def seq_at(self, date_added: int) -> int:
         """The last sequence (object or deletion) added at or before `date_added`."""
         with self._reading() as conn:
-            a = conn.execute(select(func.max(t.objects.c.seq)).where(t.objects.c.date_added <= date_added)).scalar()
-            b = conn.execute(select(func.max(t.deletions.c.seq)).where(t.deletions.c.date_added <= date_added)).scalar()
-        return max(int(a or 0), int(b or 0))
+            return max(_last_seq_at(conn, t.objects, date_added), _last_seq_at(conn, t.deletions, date_added))
 
     def _insert_versions(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         """Insert version rows (in INSERT_COLUMNS order); back-ends override with their fastest way."""
@@ -478,11 +473,7 @@ class SQLStore:
             self._statements[shape] = stmt
         after = query.after_seq
         if query.added_after is not None:
-            # date_added grows with seq, so added_after becomes a sequence bound (an index seek).
-            floor = conn.execute(
-                select(func.max(t.objects.c.seq)).where(t.objects.c.date_added <= query.added_after)
-            ).scalar()
-            after = max(after, int(floor or 0))
+            after = max(after, _last_seq_at(conn, t.objects, query.added_after))
         params = {
             "collection": query.collection,
             "after": after,
@@ -513,6 +504,13 @@ class SQLStore:
         """Forget statuses created before `older_than`; return how many."""
         with self._writing() as conn:
             return conn.execute(delete(t.statuses).where(t.statuses.c.created < older_than)).rowcount
+
+
+def _last_seq_at(conn: Connection, table: Any, date_added: int) -> int:
+    """The last sequence in `table` added at or before `date_added`: date_added grows with seq, so a time
+    becomes a sequence bound with one index seek."""
+    found = conn.execute(select(func.max(table.c.seq)).where(table.c.date_added <= date_added)).scalar()
+    return int(found or 0)
 
 
 class _Clock:

@@ -33,7 +33,6 @@ class Feed:
         self.poll_seconds = poll_seconds
         self._doorbell = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.subscribers = 0
 
     async def start(self) -> None:
         """Begin at the store's current head: subscribers older than that catch up from the store."""

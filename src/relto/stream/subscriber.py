@@ -56,58 +56,54 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
     cursor = sub.after
     live = False
     last_frame = time.monotonic()
-    feed.subscribers += 1
-    try:
-        # Sent at once, so the client sees the stream open (and learns how soon to reconnect) before any event.
-        yield b"retry: 2000\n\n"
-        while True:
-            try:
-                party = node.authenticate(sub.token)  # cached for a second: a revocation ends the stream
-            except ReltoError as exc:
-                yield frame("closed", orjson.dumps({"reason": exc.message}))
+    # Sent at once, so the client sees the stream open (and learns how soon to reconnect) before any event.
+    yield b"retry: 2000\n\n"
+    while True:
+        try:
+            party = node.authenticate(sub.token)  # cached for a second: a revocation ends the stream
+        except ReltoError as exc:
+            yield frame("closed", orjson.dumps({"reason": exc.message}))
+            return
+        out: list[bytes] = []
+        if cursor < feed.oldest:
+            if live:
+                notice = {
+                    "reason": "this subscriber fell too far behind the live feed; resume from the last event id",
+                    "resume_after": encode_cursor(cursor),
+                }
+                yield frame("lagged", orjson.dumps(notice), cursor)
                 return
-            out: list[bytes] = []
-            if cursor < feed.oldest:
-                if live:
-                    notice = {
-                        "reason": "this subscriber fell too far behind the live feed; resume from the last event id",
-                        "resume_after": encode_cursor(cursor),
-                    }
-                    yield frame("lagged", orjson.dumps(notice), cursor)
-                    return
-                # Catching up: the policy is inside the store query, as for TAXII reads.
-                visible = node.visible_sets(party)
-                events, covered = await asyncio.to_thread(node.store.events, sub.collection_id, cursor, BATCH, visible)
-                unknown = max((e.marking_set for e in events), default=0) > node.known_max_set
+            # Catching up: the policy is inside the store query, as for TAXII reads.
+            visible = node.visible_sets(party)
+            events, covered = await asyncio.to_thread(node.store.events, sub.collection_id, cursor, BATCH, visible)
+            unknown = max((e.marking_set for e in events), default=0) > node.known_max_set
+            visible = node.visible_sets(party, refresh=unknown)
+            out = [_render(e) for e in events if _wanted(e, sub, visible)]
+            cursor = covered
+        else:
+            live = True
+            events = feed.after(cursor, BATCH)
+            if events:
+                unknown = max(e.marking_set for e in events) > node.known_max_set
                 visible = node.visible_sets(party, refresh=unknown)
                 out = [_render(e) for e in events if _wanted(e, sub, visible)]
-                cursor = covered
+                cursor = events[-1].seq
             else:
-                live = True
-                events = feed.after(cursor, BATCH)
-                if events:
-                    unknown = max(e.marking_set for e in events) > node.known_max_set
-                    visible = node.visible_sets(party, refresh=unknown)
-                    out = [_render(e) for e in events if _wanted(e, sub, visible)]
-                    cursor = events[-1].seq
-                else:
-                    cursor = max(cursor, feed.head)  # the ring is complete up to head: nothing for us below it
-            if out:
-                yield b"".join(out)
-                last_frame = time.monotonic()
-                continue
-            if not live and cursor < feed.oldest:
-                continue  # more to catch up
-            async with feed.changed:
-                if feed.head <= cursor:
-                    wait = max(0.05, heartbeat - (time.monotonic() - last_frame))
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(feed.changed.wait(), timeout=min(wait, 1.0))
-            if time.monotonic() - last_frame >= heartbeat:
-                yield b": keep-alive\n\n"
-                last_frame = time.monotonic()
-    finally:
-        feed.subscribers -= 1
+                cursor = max(cursor, feed.head)  # the ring is complete up to head: nothing for us below it
+        if out:
+            yield b"".join(out)
+            last_frame = time.monotonic()
+            continue
+        if not live and cursor < feed.oldest:
+            continue  # more to catch up
+        async with feed.changed:
+            if feed.head <= cursor:
+                wait = max(0.05, heartbeat - (time.monotonic() - last_frame))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(feed.changed.wait(), timeout=min(wait, 1.0))
+        if time.monotonic() - last_frame >= heartbeat:
+            yield b": keep-alive\n\n"
+            last_frame = time.monotonic()
 
 
 def parse_after(node: Node, value: str | None, added_after: int | None) -> int:
