@@ -17,9 +17,17 @@ from typing import Any
 
 import orjson
 
-from relto.domain import policy
+from relto.decisions import DecisionLog
+from relto.domain import policy, redact
 from relto.domain.communities import Community, membership_index
-from relto.domain.errors import Forbidden, InvalidObject, NotFound, Unauthenticated
+from relto.domain.errors import (
+    ConfigurationError,
+    Forbidden,
+    InvalidObject,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+)
 from relto.domain.levels import Ladder
 from relto.domain.markings import (
     TLP_BY_ID,
@@ -28,14 +36,15 @@ from relto.domain.markings import (
     combine,
     interpret_marking_definition,
 )
-from relto.domain.parties import Party
-from relto.domain.stix import check_object
+from relto.domain.parties import Party, check_nation
+from relto.domain.stix import Checked, check_object
 from relto.domain.timestamps import now_micros
 from relto.domain.tokens import secret_matches, split_token
 from relto.settings import Settings
 from relto.store.base import (
     Appended,
     CollectionRecord,
+    Holding,
     NewVersion,
     StatusRow,
     Store,
@@ -51,9 +60,11 @@ _POLICY_CHECK = 0.25  # seconds between checks for marking-set and community cha
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a read: the versions, whether more follow, and the cursor to get them."""
+    """One page of a read: the versions released, their bodies as released, whether more follow, and the
+    cursor to get them (a page can hold fewer than `limit` versions when some were withheld)."""
 
     rows: list[StoredVersion]
+    bodies: list[bytes]
     more: bool
     next: str | None
 
@@ -80,6 +91,17 @@ class Node:
         self._meanings: dict[str, MarkingMeaning] = {}
         self._tokens: dict[str, tuple[float, Party | None, str]] = {}
         self._collections: dict[str, CollectionRecord] = {}
+        # Every release and write is recorded here (the tamper-evident decision log).
+        self.decisions = DecisionLog(
+            store,
+            enabled=bool(self.settings.decision_log),
+            flush_seconds=self.settings.decision_log_flush_ms / 1000,
+        )
+
+    def close(self) -> None:
+        """Write the decision log's last records and release the store's connections."""
+        self.decisions.close()
+        self.store.close()
 
     # parties ------------------------------------------------------------------------------------------
     def authenticate(self, token: str | None) -> Party:
@@ -212,15 +234,24 @@ class Node:
                     meaning = interpret_marking_definition(obj, self.ladder)
                     set_id = self._set_for_definition(party, checked.marking_refs, meaning, pending_meanings)
                     pending_meanings[checked.id] = meaning
+                    shape = None
                 else:
-                    set_id = self._set_for(party, checked.marking_refs, pending_meanings)
+                    set_id, shape = self._sets_for_object(party, obj, checked, pending_meanings)
                 body = orjson.dumps(obj)
             except InvalidObject as exc:
                 failures.append(_failure(obj, exc.message))
                 continue
             accepted.append(
                 NewVersion(
-                    checked.id, checked.type, checked.spec_version, checked.version, checked.version_text, set_id, body
+                    checked.id,
+                    checked.type,
+                    checked.spec_version,
+                    checked.version,
+                    checked.version_text,
+                    set_id,
+                    body,
+                    shape,
+                    obj.get("revoked") is True,
                 )
             )
         status_id = str(uuid.uuid4())
@@ -228,15 +259,23 @@ class Node:
 
         def status_row(appended: Appended) -> StatusRow:
             successes = []
-            for v, new in zip(accepted, appended.stored, strict=True):
-                message = "stored" if new else "already stored: a no-op"
-                successes.append({"id": v.stix_id, "version": v.version_text or "", "message": message})
-            result.update(envelopes.status(status_id, request_time, successes, failures))
+            refused = list(failures)
+            for i, (v, new) in enumerate(zip(accepted, appended.stored, strict=True)):
+                entry = {"id": v.stix_id, "version": v.version_text or ""}
+                if i in appended.refused:
+                    refused.append({**entry, "message": appended.refused[i]})
+                    continue
+                successes.append({**entry, "message": "stored" if new else "already stored: a no-op"})
+            result.update(envelopes.status(status_id, request_time, successes, refused))
             return StatusRow(status_id, party.token_id, request_time, orjson.dumps(result))
 
-        appended = self.store.append(collection_id, accepted, status_row)
+        # A revocation deletes the older versions its author may delete: an admin's all, a nation's its own.
+        revoker = None if party.admin else party.nation
+        appended = self.store.append(collection_id, accepted, status_row, revoker=revoker)
         if any(appended.stored):
             self._rang(collection_id)
+            written = [(v.stix_id, v.version_text) for v, new in zip(accepted, appended.stored, strict=True) if new]
+            self.decisions.record(party, "publish", collection_id, written)
         for v, new in zip(accepted, appended.stored, strict=True):
             if new and v.type == "marking-definition":
                 self._meanings.setdefault(v.stix_id, pending_meanings[v.stix_id])
@@ -271,6 +310,32 @@ class Node:
         found = self._set_id(key, MarkingSet(0, party.nation, rank, rel_to, tlp))
         self._set_keys[(party.nation, refs)] = found
         return found
+
+    def _sets_for_object(
+        self, party: Party, obj: dict[str, Any], checked: Checked, pending: dict[str, MarkingMeaning]
+    ) -> tuple[int, bytes | None]:
+        """The version's marking set, and its stored shape: the marking set of each field marked narrower.
+
+        The version's set is its object markings plus the granular markings on whole required properties
+        (a party that may not see those cannot receive the version at all).
+        """
+        if not obj.get("granular_markings"):
+            set_id = self._set_for(party, checked.marking_refs, pending)
+            analysis = redact.analyse(obj)
+            return set_id, redact.Shape((), analysis.references, analysis.endpoints, analysis.nested).encode()
+        analysis = redact.analyse(obj)
+        whole = list(checked.object_markings)
+        for f in analysis.fields:
+            if f.whole_required:
+                whole.extend(f.refs)
+        set_id = self._set_for(party, tuple(dict.fromkeys(whole)), pending)
+        fields = []
+        for f in analysis.fields:
+            field_set = self._set_for(party, tuple(dict.fromkeys((*checked.object_markings, *f.refs))), pending)
+            if field_set != set_id and not f.whole_required:
+                fields.append((field_set, f.selector))
+        shape = redact.Shape(tuple(fields), analysis.references, analysis.endpoints, analysis.nested)
+        return set_id, shape.encode()
 
     def _set_for_definition(
         self, party: Party, refs: tuple[str, ...], meaning: MarkingMeaning, pending: dict[str, MarkingMeaning]
@@ -313,8 +378,19 @@ class Node:
         fields.update(overrides)
         return VersionQuery(**fields)
 
-    def read(self, party: Party, collection_id: str, filters: Filters, **overrides: Any) -> Page:
-        """One page of versions this party may see, newest visible version per object unless asked."""
+    def read(
+        self, party: Party, collection_id: str, filters: Filters, *, path: str = "taxii.objects", **overrides: Any
+    ) -> Page:
+        """One page of versions released to this party, newest visible version per object unless asked.
+
+        `path` names the exit path in the decision log.
+        """
+        page = self._page(party, collection_id, filters, **overrides)
+        if page.rows:
+            self.decisions.record(party, path, collection_id, [(r.stix_id, r.version_text) for r in page.rows])
+        return page
+
+    def _page(self, party: Party, collection_id: str, filters: Filters, **overrides: Any) -> Page:
         while True:
             query = self._query(party, collection_id, filters, **overrides)
             rows = self.store.read(query)
@@ -325,28 +401,96 @@ class Node:
             self._refresh(force=True)
         more = len(rows) > filters.limit
         rows = rows[: filters.limit]
-        return Page(rows, more, encode_cursor(rows[-1].seq) if more else None)
+        cursor = encode_cursor(rows[-1].seq) if more else None
+        released = self.release(party, [(r.body, r.shape) for r in rows])
+        kept = [(r, b) for r, b in zip(rows, released, strict=True) if b is not None]
+        return Page([r for r, _ in kept], [b for _, b in kept], more, cursor)
 
     def read_object(self, party: Party, collection_id: str, object_id: str, filters: Filters) -> Page:
-        """Versions of one object; NotFound when it does not exist or none of it is visible."""
-        page = self.read(party, collection_id, filters, ids=(object_id,))
+        """Versions of one object; NotFound when it does not exist or none of it is released to the party."""
+        page = self.read(party, collection_id, filters, path="taxii.object", ids=(object_id,))
         if not page.rows and filters.after_seq == 0:
-            self._exists_visible(party, collection_id, object_id)
+            self._exists_released(party, collection_id, object_id)
         return page
 
     def object_versions(self, party: Party, collection_id: str, object_id: str, filters: Filters) -> Page:
-        """The versions of one object visible to this party."""
-        page = self.read(party, collection_id, filters, ids=(object_id,), versions=("all",))
+        """The versions of one object released to this party."""
+        page = self.read(party, collection_id, filters, path="taxii.versions", ids=(object_id,), versions=("all",))
         if not page.rows and filters.after_seq == 0:
-            self._exists_visible(party, collection_id, object_id)
+            self._exists_released(party, collection_id, object_id)
         return page
 
-    def _exists_visible(self, party: Party, collection_id: str, object_id: str) -> None:
+    def _exists_released(self, party: Party, collection_id: str, object_id: str) -> None:
+        """NotFound unless some version of the object is released to the party (the same answer for an
+        object that does not exist, so a 404 reveals nothing)."""
         probe = VersionQuery(
-            collection=collection_id, visible=self.visible_sets(party), ids=(object_id,), versions=("all",), limit=1
+            collection=collection_id, visible=self.visible_sets(party), ids=(object_id,), versions=("all",), limit=1000
         )
-        if not self.store.read(probe):
+        rows = self.store.read(probe)
+        if not any(b is not None for b in self.release(party, [(r.body, r.shape) for r in rows])):
             raise NotFound(f"no object {object_id} in this collection")
+
+    # release ------------------------------------------------------------------------------------------
+    def release(
+        self, party: Party, versions: Sequence[tuple[bytes, bytes | None]], read_at: float | None = None
+    ) -> list[bytes | None]:
+        """What each (body, shape) is released to this party as, or None when it is withheld.
+
+        The versions have passed the policy filter of the store query. Here fields marked narrower than the
+        party may see and references to objects hidden from it are removed (docs/tearlines.md). Most
+        versions need nothing: their stored body goes out unparsed. `read_at` (time.monotonic()) is when
+        the versions were read from the store, if known: a policy refreshed since then need not be again.
+        """
+        if all(shape is None for _, shape in versions):
+            return [body for body, _ in versions]
+        visible = self.visible_sets(party)
+        if len(visible) == len(self._sets) and (read_at is None or self._checked < read_at):
+            # Seeing every set we know of: make sure no other process made one before the versions were read
+            # (one small query; the subscribers of one live feed share it).
+            visible = self.visible_sets(party, refresh=True)
+        if len(visible) == len(self._sets):
+            # A party that may see every marking set sees every object and every field. (The fields' sets
+            # were made before their versions were stored, so the refresh above knows them all.)
+            return [body for body, _ in versions]
+        shapes = [None if shape is None else redact.Shape.decode(shape) for _, shape in versions]
+        wanted = {ref for s in shapes if s is not None for ref in s.references}
+        hidden = self._hidden(visible, wanted) if wanted else set()
+        out: list[bytes | None] = []
+        for (body, _), shape in zip(versions, shapes, strict=True):
+            if shape is None:
+                out.append(body)
+                continue
+            fields = [selector for set_id, selector in shape.fields if set_id not in visible]
+            ids = hidden.intersection(shape.references) if hidden else set()
+            if not fields and not ids:
+                out.append(body)
+                continue
+            released = redact.redact(orjson.loads(body), fields, ids, nested=shape.nested)
+            out.append(None if released is None else orjson.dumps(released))
+        return out
+
+    def _hidden(self, visible: frozenset[int], ids: set[str]) -> set[str]:
+        """The ids among `ids` hidden from a party that sees `visible` (docs/tearlines.md, rules 1 and 2)."""
+        holdings = self._holdings(ids)
+        hidden = {i for i, hs in holdings.items() if not any(h.marking_set in visible for h in hs)}
+        endpoints: dict[str, tuple[str, ...]] = {}
+        for stix_id, hs in holdings.items():
+            seen = [h for h in hs if h.marking_set in visible and h.type in ("relationship", "sighting")]
+            if stix_id not in hidden and seen:
+                newest = max(seen, key=lambda h: h.version)
+                endpoints[stix_id] = redact.Shape.decode(newest.shape).endpoints
+        if endpoints:
+            unknown = {e for es in endpoints.values() for e in es} - holdings.keys()
+            ends = self._holdings(unknown) if unknown else {}
+            hidden_ends = hidden | {i for i, hs in ends.items() if not any(h.marking_set in visible for h in hs)}
+            hidden.update(i for i, es in endpoints.items() if any(e in hidden_ends for e in es))
+        return hidden
+
+    def _holdings(self, ids: set[str]) -> dict[str, list[Holding]]:
+        by_id: dict[str, list[Holding]] = {}
+        for h in self.store.holdings(sorted(ids)):
+            by_id.setdefault(h.stix_id, []).append(h)
+        return by_id
 
     def delete_object(self, party: Party, collection_id: str, object_id: str, filters: Filters) -> int:
         """Delete versions of one object: admins, or the originating nation for its own versions."""
@@ -362,7 +506,46 @@ class Node:
                 raise Forbidden("only an admin or the originating nation may delete these versions")
         deleted = self.store.delete(query)
         self._rang(collection_id)
+        self.decisions.record(party, "delete", collection_id, [(r.stix_id, r.version_text) for r in rows])
         return deleted
+
+    def preview(
+        self, requester: Party, collection_id: str, object_id: str, nation: str, clearance: str | None = None
+    ) -> dict[str, Any]:
+        """What a party of `nation` with `clearance` (default: the top level) would receive of an object.
+
+        For admins, and for the writers of the nation that published a version of it; to anyone else it
+        answers as if the object did not exist, or Forbidden when they can see it but are not its author.
+        """
+        self.collection(collection_id)
+        probe = VersionQuery(
+            collection=collection_id,
+            visible=self.visible_sets(requester),
+            ids=(object_id,),
+            versions=("all",),
+            limit=1000,
+        )
+        rows = self.store.read(probe)
+        if not rows:
+            raise NotFound(f"no object {object_id} in this collection")
+        if not requester.admin:
+            authors = {self.marking_set(r.marking_set).originator for r in rows}
+            if not requester.can_write or requester.nation not in authors:
+                raise Forbidden("only admins and the originating nation's writers may preview an object")
+        try:
+            level = self.ladder.name(self.ladder.rank(clearance)) if clearance else self.ladder.levels[-1]
+            target = Party(token_id=0, nation=check_nation(nation), clearance=self.ladder.rank(level), can_write=False)
+        except ConfigurationError as exc:
+            raise InvalidRequest(exc.message) from None
+        page = self._page(target, collection_id, Filters(limit=1), ids=(object_id,))
+        self.decisions.record(requester, "preview", collection_id, [(r.stix_id, r.version_text) for r in page.rows])
+        return {
+            "id": object_id,
+            "nation": target.nation,
+            "clearance": level,
+            "released": bool(page.rows),
+            "objects": [orjson.loads(b) for b in page.bodies],
+        }
 
     # statuses -----------------------------------------------------------------------------------------
     def status(self, party: Party, status_id: str) -> bytes:

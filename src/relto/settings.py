@@ -32,7 +32,15 @@ SETTINGS = (
     ),
     Setting("stream_poll_ms", 1000, "how often live feeds look for writes no doorbell announced"),
     Setting("stream_stall_seconds", 30, "a live subscriber that accepts no data for this long is disconnected"),
+    Setting("decision_log", 1, "1: record every release and write in the tamper-evident decision log; 0: off"),
+    Setting(
+        "decision_log_flush_ms",
+        200,
+        "how often the decision log is written (records of the last interval can be lost on a crash)",
+    ),
 )
+# On/off settings: 0 or 1; every other setting must be a positive whole number.
+SWITCHES = frozenset({"decision_log"})
 
 
 @dataclass(frozen=True)
@@ -47,10 +55,15 @@ class Settings:
     stream_ring_size: int = SETTINGS[5].default
     stream_poll_ms: int = SETTINGS[6].default
     stream_stall_seconds: int = SETTINGS[7].default
+    decision_log: int = SETTINGS[8].default
+    decision_log_flush_ms: int = SETTINGS[9].default
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) < 1:
+            if f.name in SWITCHES:
+                if getattr(self, f.name) not in (0, 1):
+                    raise ConfigurationError(f"setting {f.name} must be 1 (on) or 0 (off)")
+            elif getattr(self, f.name) < 1:
                 raise ConfigurationError(f"setting {f.name} must be a positive whole number")
         if self.status_retention_hours < 24:
             raise ConfigurationError("status_retention_hours must be at least 24 (TAXII 2.1 section 4.3)")

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,8 +22,10 @@ from relto import __version__
 from relto.api.auth import party_of, token_from
 from relto.api.errors import error_response, handle_relto_error
 from relto.api.sse import EventStream
-from relto.domain.errors import InvalidRequest, PayloadTooLarge, ReltoError
+from relto.domain.communities import membership_index
+from relto.domain.errors import InvalidRequest, MalformedJSON, PayloadTooLarge, ReltoError
 from relto.domain.markings import relto_extension_definition, relto_identity
+from relto.domain.tearline import mark_objects, parse_mark_request
 from relto.domain.timestamps import format_timestamp
 from relto.node import Node, Page
 from relto.store.postgres import CHANNEL
@@ -31,7 +34,14 @@ from relto.stream.feed import Feeds
 from relto.stream.subscriber import Subscription, frames, parse_after
 from relto.taxii import envelopes
 from relto.taxii.filters import Filters, parse_filters
-from relto.taxii.media import STIX, TAXII, check_accept, check_content_type, check_stream_accept
+from relto.taxii.media import (
+    STIX,
+    TAXII,
+    check_accept,
+    check_content_type,
+    check_json_content_type,
+    check_stream_accept,
+)
 
 log = logging.getLogger("relto")
 
@@ -65,6 +75,7 @@ def create_app(node: Node) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
             await feeds.close()
+            await run_in_threadpool(node.decisions.close)
 
     app = FastAPI(
         title="relto", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
@@ -184,14 +195,14 @@ def create_app(node: Node) -> FastAPI:
     @get(API_ROOT + "collections/{collection_id}/manifest/")
     def manifest(request: Request, collection_id: str) -> Response:
         """5.3 Get Object Manifests."""
-        page = node.read(party_of(request), collection_id, filters(request))
+        page = node.read(party_of(request), collection_id, filters(request), path="taxii.manifest")
         return paged(page, envelopes.manifest(page.rows, page.more, page.next))
 
     @get(API_ROOT + "collections/{collection_id}/objects/")
     def objects(request: Request, collection_id: str) -> Response:
         """5.4 Get Objects."""
         page = node.read(party_of(request), collection_id, filters(request))
-        return paged(page, envelopes.envelope([r.body for r in page.rows], page.more, page.next))
+        return paged(page, envelopes.envelope(page.bodies, page.more, page.next))
 
     @app.post(API_ROOT + "collections/{collection_id}/objects/")
     async def add_objects(request: Request, collection_id: str) -> Response:
@@ -208,7 +219,7 @@ def create_app(node: Node) -> FastAPI:
     def get_object(request: Request, collection_id: str, object_id: str) -> Response:
         """5.6 Get an Object."""
         page = node.read_object(party_of(request), collection_id, object_id, filters(request, _OBJECT_PARAMS))
-        return paged(page, envelopes.envelope([r.body for r in page.rows], page.more, page.next))
+        return paged(page, envelopes.envelope(page.bodies, page.more, page.next))
 
     @app.delete(API_ROOT + "collections/{collection_id}/objects/{object_id}/")
     async def delete_object(request: Request, collection_id: str, object_id: str) -> Response:
@@ -253,6 +264,19 @@ def create_app(node: Node) -> FastAPI:
         chunks = frames(node, feed, sub, heartbeat=settings.stream_heartbeat_seconds)
         return EventStream(chunks, stall_seconds=settings.stream_stall_seconds)
 
+    @get(API_ROOT + "collections/{collection_id}/objects/{object_id}/preview/")
+    def preview(request: Request, collection_id: str, object_id: str) -> Response:
+        """relto's own: what a nation and clearance would receive of an object (its authors and admins)."""
+        party = party_of(request)
+        for key in request.query_params:
+            if key not in ("nation", "clearance"):
+                raise InvalidRequest(f"unknown query parameter {key!r}; preview takes nation and clearance")
+        nation = request.query_params.get("nation")
+        if not nation:
+            raise InvalidRequest("say whose view to preview: ?nation=KOR (and optionally &clearance=SECRET)")
+        doc = node.preview(party, collection_id, object_id, nation, request.query_params.get("clearance"))
+        return taxii(orjson.dumps(doc))
+
     @get("/relto/extension-definition/")
     def extension_definition(request: Request) -> Response:
         """relto's own: the extension-definition of the releasability marking and its author identity."""
@@ -260,7 +284,36 @@ def create_app(node: Node) -> FastAPI:
         bundle = {"objects": [relto_identity(), relto_extension_definition()]}
         return taxii(orjson.dumps(bundle))
 
+    @app.post(API_ROOT + "mark/")
+    async def mark(request: Request) -> Response:
+        """relto's own: mark objects for a tearline (docs/tearlines.md) and answer the envelope; stores nothing."""
+        check_accept(request.headers.get("accept"))
+        await run_in_threadpool(party_of, request)
+        check_json_content_type(request.headers.get("content-type"))
+        body = await _read_body(request, node.settings.max_content_length)
+        return taxii(await run_in_threadpool(_marked, node, body))
+
     return app
+
+
+def _marked(node: Node, body: bytes) -> bytes:
+    """POST /api/mark/: the marked envelope, with the advice for the analyst in "warnings"."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(f"the request body is not valid JSON: {exc}") from None
+    request = parse_mark_request(doc)
+    marked = mark_objects(
+        request.objects,
+        classification=request.classification,
+        rel_to=request.rel_to,
+        tlp=request.tlp,
+        fields=request.fields,
+        replace=request.replace,
+        ladder=node.ladder,
+        communities=membership_index(node.store.communities(), datetime.now(UTC).date()),
+    )
+    return orjson.dumps({**marked.envelope(), "warnings": list(marked.warnings)})
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

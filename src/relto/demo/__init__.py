@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from relto.domain.communities import default_communities
-from relto.domain.markings import releasability_marking, tlp_definition
+from relto.domain.tearline import mark_objects
 from relto.node import Node
 from relto.settings import Settings
 from relto.store import open_store
@@ -33,12 +33,17 @@ def seed(node: Node, tokens: dict[str, str], collection_id: str) -> int:
     stored = 0
     for item in sample_items():
         marking = item["marking"]
-        definitions = [releasability_marking(marking["classification"], marking["rel_to"], node.ladder)]
-        if marking.get("tlp"):
-            definitions.append(tlp_definition(marking["tlp"]))
-        obj = {**item["object"], "object_marking_refs": [d["id"] for d in definitions]}
+        fields = {s: (f["classification"], f["rel_to"]) for s, f in marking.get("fields", {}).items()}
+        marked = mark_objects(
+            [item["object"]],
+            classification=marking["classification"],
+            rel_to=marking["rel_to"],
+            tlp=marking.get("tlp"),
+            fields=fields,
+            ladder=node.ladder,
+        )
         party = node.authenticate(tokens[item["publisher"]])
-        status = node.publish(party, collection_id, [*definitions, obj])
+        status = node.publish(party, collection_id, marked.envelope()["objects"])
         if status["failure_count"]:
             raise RuntimeError(f"demo data failed to load: {status['failures']}")
         stored += 1
@@ -104,6 +109,13 @@ def run_demo(*, host: str, port: int, data: Path | None) -> None:
         say(
             f"  python3 -c \"from taxii2client.v21 import Collection; c = Collection('{base}/api/collections/"
             f"{coll}/', user='ukr', password='{tokens['UKR']}'); print(len(c.get_objects()['objects']))\""
+        )
+        tearline = next(i["object"] for i in sample_items() if i["marking"].get("fields"))
+        say(f"\nA tearline: GBR's report {tearline['name']!r} is releasable to NATO, IP4 and UKR,")
+        say("but its x_source_detail field is SECRET REL GBR. Preview what KOR receives (GBR's token):")
+        say(
+            f"  curl -s -H 'Authorization: Bearer {tokens['GBR']}' "
+            f"'{base}/api/collections/{coll}/objects/{tearline['id']}/preview/?nation=KOR' | python3 -m json.tool"
         )
         say("\nWatch live (each nation sees its own share, as it is published):")
         say(f"  relto watch {base}/api/collections/{coll}/ --from-start --token {tokens['UKR']}")

@@ -59,7 +59,8 @@ class Checked:
     spec_version: str
     version: int  # microseconds; 0 for objects that are never versioned (no created/modified)
     version_text: str | None
-    marking_refs: tuple[str, ...]
+    marking_refs: tuple[str, ...]  # every marking referenced, object-level and granular
+    object_markings: tuple[str, ...] = ()  # object_marking_refs alone
 
 
 _UUID_ONLY = re.compile(_UUID)
@@ -113,14 +114,14 @@ def check_object(obj: object) -> Checked:
         raise InvalidObject(f"'spec_version' must be '2.1' (this node stores STIX 2.1), got {spec!r}")
 
     version, version_text = _version(obj, type_)
-    refs = _marking_refs(obj)
+    refs, object_markings = _marking_refs(obj)
     for prop in _REQUIRED.get(type_, ()):
         if obj.get(prop) in (None, "", []):
             raise InvalidObject(f"a {type_} requires '{prop}'")
     created_by = obj.get("created_by_ref")
     if created_by is not None and not is_identifier(created_by, "identity"):
         raise InvalidObject(f"'created_by_ref' must be an identity id, got {created_by!r}")
-    return Checked(id_, type_, spec, version, version_text, refs)
+    return Checked(id_, type_, spec, version, version_text, refs, object_markings)
 
 
 def _version(obj: dict[str, Any], type_: str) -> tuple[int, str | None]:
@@ -143,14 +144,15 @@ def _version(obj: dict[str, Any], type_: str) -> tuple[int, str | None]:
     return modified_us, str(modified)
 
 
-def _marking_refs(obj: dict[str, Any]) -> tuple[str, ...]:
-    """Every marking referenced by the object, object-level and granular, de-duplicated."""
+def _marking_refs(obj: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Every marking referenced by the object (object-level and granular, de-duplicated), and the object-level."""
     refs: list[str] = []
     omr = obj.get("object_marking_refs")
     if omr is not None:
         if not isinstance(omr, list) or not all(is_identifier(r, "marking-definition") for r in omr):
             raise InvalidObject("'object_marking_refs' must be a list of marking-definition ids")
         refs.extend(omr)
+    object_level = tuple(dict.fromkeys(refs))
     granular = obj.get("granular_markings")
     if granular is not None:
         if not isinstance(granular, list):
@@ -164,4 +166,4 @@ def _marking_refs(obj: dict[str, Any]) -> tuple[str, ...]:
             if not isinstance(ref, str) or not is_identifier(ref, "marking-definition"):
                 raise InvalidObject("each granular marking needs 'marking_ref' (a marking-definition id) or 'lang'")
             refs.append(ref)
-    return tuple(dict.fromkeys(refs))
+    return tuple(dict.fromkeys(refs)), object_level

@@ -6,10 +6,11 @@ passed in as the set of marking-set ids a party may see, so that it is part of e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from relto.domain.audit import Decision, PendingDecision
 from relto.domain.communities import Community
 from relto.domain.markings import MarkingSet
 
@@ -62,6 +63,8 @@ class NewVersion:
     version_text: str | None
     marking_set: int
     body: bytes
+    shape: bytes | None = None  # relto.domain.redact.Shape, encoded; None when nothing can be trimmed
+    revoked: bool = False  # the version says "revoked": true
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class StoredVersion:
     date_added: int
     marking_set: int
     body: bytes
+    shape: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,19 @@ class Event:
     date_added: int
     marking_set: int
     body: bytes | None
+    shape: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One stored version of an id, as the reference check needs it (any collection)."""
+
+    stix_id: str
+    type: str
+    version: int
+    marking_set: int
+    shape: bytes | None
+    collection: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,9 +133,11 @@ class VersionQuery:
 
 @dataclass(frozen=True, kw_only=True)
 class Appended:
-    """The outcome of an append: which inputs were stored now, which already existed."""
+    """The outcome of an append: which inputs were stored now, which already existed, and which were refused
+    because a newer stored version revokes their object."""
 
     stored: Sequence[bool]
+    refused: Mapping[int, str] = field(default_factory=dict)  # input index -> why it was not stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +215,14 @@ class Store(Protocol):
         collection_id: str,
         versions: Sequence[NewVersion],
         status: Callable[[Appended], StatusRow] | None = None,
+        revoker: str | None = None,
     ) -> Appended:
         """Store new versions in one transaction; existing (id, version) pairs are left alone.
 
         `status` builds, from the outcome, the status row committed with the versions: it exists
-        exactly when they do.
+        exactly when they do. A version that revokes its object deletes (leaving tombstones) the object's
+        older versions in the collection; `revoker` is the publishing nation, which may revoke only objects
+        it alone published (None: an admin, who may revoke any). Nothing more is stored of a revoked object.
         """
 
     def read(self, query: VersionQuery) -> list[StoredVersion]:
@@ -221,6 +243,9 @@ class Store(Protocol):
         """Object versions and deletions after `after_seq`, in sequence order, only `visible` sets if given;
         and the sequence up to which the answer is complete (a cursor may move there)."""
 
+    def holdings(self, ids: Sequence[str]) -> list[Holding]:
+        """Every stored version of these ids, in any collection (deleted ones are not stored)."""
+
     def seq_at(self, date_added: int) -> int:
         """The last sequence (object or deletion) added at or before `date_added`."""
 
@@ -233,3 +258,28 @@ class Store(Protocol):
 
     def purge_statuses(self, older_than: int) -> int:
         """Forget statuses created before `older_than`; return how many."""
+
+    # decision log
+    def append_decisions(self, records: Sequence[PendingDecision]) -> list[Decision]:
+        """Chain records after the last stored one and store them, in one transaction under the write lock."""
+
+    def decisions(
+        self,
+        after_seq: int = 0,
+        limit: int = 1000,
+        *,
+        nation: str | None = None,
+        path: str | None = None,
+        object_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        newest: bool = False,
+    ) -> list[Decision]:
+        """Decision records after `after_seq` matching every filter given, in seq order, at most `limit`.
+
+        `since` (inclusive) and `until` (exclusive) bound the time in microseconds; `newest` returns the
+        last `limit` matching records instead of the first.
+        """
+
+    def decision_head(self) -> tuple[int, str]:
+        """(seq, hash) of the last decision record; (0, 64 zeros) when there is none."""

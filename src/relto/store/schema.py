@@ -113,6 +113,9 @@ objects = Table(
     Column("marking_set", Integer, nullable=False),
     Column("has_newer", Boolean, nullable=False, default=False),
     Column("body", LargeBinary, nullable=False),
+    # What a release may trim (field marking sets, references), as compact JSON; NULL for most versions.
+    Column("shape", LargeBinary, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),  # the object's "revoked": true
     UniqueConstraint("collection", "stix_id", "version", name="uq_objects_version"),
     # marking_set in the key: a restricted reader's policy filter is checked on index entries, so rows it
     # may not see cost an index step, not a table read.
@@ -141,4 +144,22 @@ statuses = Table(
     Column("created", BigInt, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Index("ix_statuses_created", "created"),
+)
+
+# decision log ---------------------------------------------------------------------------------------------
+# One row per release or write, chained by hash (relto.domain.audit); seq comes from the last row, read in
+# the same write transaction. items: JSON [[stix_id, version or null], ...]. Never updated or deleted.
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("seq", BigInt, primary_key=True, autoincrement=False),
+    Column("at", BigInt, nullable=False),
+    Column("token_id", Integer, nullable=False),
+    Column("nation", String(3), nullable=False),
+    Column("path", String(32), nullable=False),
+    Column("collection", String(36), nullable=False),
+    Column("items", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_decisions_at", "at"),
 )

@@ -25,15 +25,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
+from relto.domain.audit import Decision, PendingDecision
 from relto.domain.communities import Community, Membership
 from relto.domain.errors import ConfigurationError
 from relto.domain.markings import MarkingSet
 from relto.domain.timestamps import now_micros
+from relto.store import audit
 from relto.store import schema as t
 from relto.store.base import (
     Appended,
     CollectionRecord,
     Event,
+    Holding,
     NewVersion,
     NodeInfo,
     StatusRow,
@@ -55,6 +58,8 @@ INSERT_COLUMNS = (
     "marking_set",
     "has_newer",
     "body",
+    "shape",
+    "revoked",
 )
 _VERSION_COLUMNS = (
     t.objects.c.seq,
@@ -66,6 +71,7 @@ _VERSION_COLUMNS = (
     t.objects.c.date_added,
     t.objects.c.marking_set,
     t.objects.c.body,
+    t.objects.c.shape,
 )
 
 
@@ -280,31 +286,51 @@ class SQLStore:
         collection_id: str,
         versions: Sequence[NewVersion],
         status: Callable[[Appended], StatusRow] | None = None,
+        revoker: str | None = None,
     ) -> Appended:
         """Store new versions and their status in one transaction; existing (id, version) pairs are kept."""
         ids = list({v.stix_id for v in versions})
+        o, ms = t.objects, t.marking_sets
         with self._writing() as conn:
             existing: set[tuple[str, int]] = set()
             versions_of: dict[str, list[int]] = {}
+            revoked_at: dict[str, int] = {}  # id -> its oldest revoking version
+            authors: dict[str, set[str]] = {}  # id -> the nations that published its stored versions
             for chunk in _chunks(ids, 500):
-                existing.update(
-                    conn.execute(
-                        select(t.objects.c.stix_id, t.objects.c.version).where(
-                            t.objects.c.collection == collection_id, t.objects.c.stix_id.in_(chunk)
-                        )
-                    ).all()
-                )
+                for stix_id, version, revoked, originator in conn.execute(
+                    select(o.c.stix_id, o.c.version, o.c.revoked, ms.c.originator)
+                    .join(ms, ms.c.id == o.c.marking_set, isouter=True)
+                    .where(o.c.collection == collection_id, o.c.stix_id.in_(chunk))
+                ):
+                    existing.add((stix_id, version))
+                    authors.setdefault(stix_id, set()).add(originator or "")
+                    if revoked:
+                        revoked_at[stix_id] = min(version, revoked_at.get(stix_id, version))
             for stix_id, version in existing:
                 versions_of.setdefault(stix_id, []).append(version)
             superseded: list[tuple[str, int]] = []
+            revocations: list[NewVersion] = []
+            refused: dict[int, str] = {}
             clock = _Clock.read(conn)
             stored: list[bool] = []
             rows: list[tuple[Any, ...]] = []
-            for v in versions:
+            for i, v in enumerate(versions):
                 key = (v.stix_id, v.version)
                 if key in existing:
                     stored.append(False)
                     continue
+                if v.stix_id in revoked_at:
+                    # The object is revoked: older versions are gone for good, and nothing follows a revocation.
+                    stored.append(False)
+                    refused[i] = "not stored: this object is revoked (a stored version says so), and stays so"
+                    continue
+                if v.revoked and revoker is not None and authors.get(v.stix_id, {revoker}) != {revoker}:
+                    stored.append(False)
+                    refused[i] = "not stored: only an admin or the nation that published the object may revoke it"
+                    continue
+                if v.revoked:
+                    revocations.append(v)
+                    revoked_at[v.stix_id] = min(v.version, revoked_at.get(v.stix_id, v.version))
                 existing.add(key)
                 stored.append(True)
                 seq, date_added = clock.tick()
@@ -326,6 +352,8 @@ class SQLStore:
                         v.marking_set,
                         has_newer,
                         v.body,
+                        v.shape,
+                        v.revoked,
                     )
                 )
                 if v.type == "marking-definition":
@@ -343,14 +371,28 @@ class SQLStore:
                         .values(has_newer=True)
                     )
                 clock.write(conn)
+                for v in revocations:
+                    self._revoke_older(conn, collection_id, v, revoker)
                 self._ring(conn, collection_id)
-            outcome = Appended(stored=stored)
+            outcome = Appended(stored=stored, refused=refused)
             if status is not None:
                 row = status(outcome)
                 conn.execute(
                     insert(t.statuses).values(id=row.id, token_id=row.token_id, created=row.created, body=row.body)
                 )
         return outcome
+
+    def _revoke_older(self, conn: Connection, collection_id: str, v: NewVersion, revoker: str | None) -> None:
+        """Delete, leaving tombstones, the versions older than a revocation that `revoker` may delete."""
+        o, ms = t.objects, t.marking_sets
+        query = select(o.c.seq, o.c.stix_id, o.c.type, o.c.version_text, o.c.marking_set).where(
+            o.c.collection == collection_id, o.c.stix_id == v.stix_id, o.c.version < v.version
+        )
+        if revoker is not None:
+            query = query.where(o.c.marking_set.in_(select(ms.c.id).where(ms.c.originator == revoker)))
+        found = conn.execute(query).all()
+        if found:
+            self._tombstone(conn, collection_id, found)
 
     def _ring(self, conn: Connection, collection_id: str) -> None:
         """Called inside a write transaction that added events; PostgreSQL rings other processes' doorbells."""
@@ -370,7 +412,9 @@ class SQLStore:
         """Object versions and deletions after `after_seq` in sequence order (only `visible` sets if given),
         and the sequence up to which the answer is complete."""
         o, d = t.objects, t.deletions
-        versions = select(o.c.seq, o.c.stix_id, o.c.type, o.c.version_text, o.c.date_added, o.c.marking_set, o.c.body)
+        versions = select(
+            o.c.seq, o.c.stix_id, o.c.type, o.c.version_text, o.c.date_added, o.c.marking_set, o.c.body, o.c.shape
+        )
         tombs = select(d.c.seq, d.c.stix_id, d.c.type, d.c.version_text, d.c.date_added, d.c.marking_set)
         with self._reading() as conn:
             # The head first: writers commit in sequence order, so everything up to it is visible below.
@@ -381,11 +425,25 @@ class SQLStore:
                 versions = versions.where(o.c.marking_set.in_(sorted(visible)))
                 tombs = tombs.where(d.c.marking_set.in_(sorted(visible)))
             rows = [Event(*r) for r in conn.execute(versions.order_by(o.c.seq).limit(limit))]
-            rows += [Event(*r, None) for r in conn.execute(tombs.order_by(d.c.seq).limit(limit))]
+            rows += [Event(*r, None, None) for r in conn.execute(tombs.order_by(d.c.seq).limit(limit))]
         rows.sort(key=lambda e: e.seq)
         if len(rows) >= limit:
             return rows[:limit], rows[limit - 1].seq
         return rows, max(head, after_seq)
+
+    def holdings(self, ids: Sequence[str]) -> list[Holding]:
+        """Every stored version of these ids, in any collection."""
+        o = t.objects
+        out: list[Holding] = []
+        with self._reading() as conn:
+            # Every collection named, so the (collection, stix_id, version) index serves the lookup.
+            collections = list(conn.execute(select(t.collections.c.id)).scalars())
+            for chunk in _chunks(sorted(set(ids)), 500):
+                stmt = select(o.c.stix_id, o.c.type, o.c.version, o.c.marking_set, o.c.shape, o.c.collection).where(
+                    o.c.collection.in_(collections), o.c.stix_id.in_(chunk)
+                )
+                out.extend(Holding(*r) for r in conn.execute(stmt))
+        return out
 
     def seq_at(self, date_added: int) -> int:
         """The last sequence (object or deletion) added at or before `date_added`."""
@@ -421,36 +479,38 @@ class SQLStore:
             found = conn.execute(stmt, params).all()
             if not found:
                 return 0
-            for chunk in _chunks([row.seq for row in found], 500):
-                conn.execute(delete(t.objects).where(t.objects.c.seq.in_(chunk)))
-            # Each deleted version leaves a tombstone in the same sequence: the live stream reports it.
-            clock = _Clock.read(conn)
-            tombstones = []
-            for row in found:
-                seq, date_added = clock.tick()
-                tombstones.append(
-                    {
-                        "seq": seq,
-                        "collection": query.collection,
-                        "stix_id": row.stix_id,
-                        "type": row.type,
-                        "version_text": row.version_text or "",
-                        "marking_set": row.marking_set,
-                        "date_added": date_added,
-                    }
-                )
-            conn.execute(insert(t.deletions), tombstones)
-            clock.write(conn)
+            self._tombstone(conn, query.collection, found)
             self._ring(conn, query.collection)
-            n = t.objects.alias("n")
-            newer = exists().where(
-                n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, n.c.version > o.c.version
-            )
-            for chunk in _chunks(sorted({row.stix_id for row in found}), 500):
-                conn.execute(
-                    update(o).where(o.c.collection == query.collection, o.c.stix_id.in_(chunk)).values(has_newer=newer)
-                )
         return len(found)
+
+    def _tombstone(self, conn: Connection, collection_id: str, found: Sequence[Any]) -> None:
+        """Delete these versions (rows with seq, stix_id, type, version_text, marking_set), each leaving a
+        tombstone in the same sequence, which the live stream reports; fix the has_newer flags left behind."""
+        o = t.objects
+        for chunk in _chunks([row.seq for row in found], 500):
+            conn.execute(delete(o).where(o.c.seq.in_(chunk)))
+        clock = _Clock.read(conn)
+        tombstones = []
+        for row in found:
+            seq, date_added = clock.tick()
+            tombstones.append(
+                {
+                    "seq": seq,
+                    "collection": collection_id,
+                    "stix_id": row.stix_id,
+                    "type": row.type,
+                    "version_text": row.version_text or "",
+                    "marking_set": row.marking_set,
+                    "date_added": date_added,
+                }
+            )
+        conn.execute(insert(t.deletions), tombstones)
+        clock.write(conn)
+        n = t.objects.alias("n")
+        newer = exists().where(n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, n.c.version > o.c.version)
+        for chunk in _chunks(sorted({row.stix_id for row in found}), 500):
+            same_object = (o.c.collection == collection_id, o.c.stix_id.in_(chunk))
+            conn.execute(update(o).where(*same_object).values(has_newer=newer))
 
     def _select(
         self, conn: Connection, query: VersionQuery, columns: Sequence[Any]
@@ -504,6 +564,45 @@ class SQLStore:
         """Forget statuses created before `older_than`; return how many."""
         with self._writing() as conn:
             return conn.execute(delete(t.statuses).where(t.statuses.c.created < older_than)).rowcount
+
+    # decision log -------------------------------------------------------------------------------------
+    def append_decisions(self, records: Sequence[PendingDecision]) -> list[Decision]:
+        """Chain and store decision records in one write transaction (the write lock keeps the chain linear)."""
+        if not records:
+            return []
+        with self._writing() as conn:
+            return audit.append_decisions(conn, records)
+
+    def decisions(
+        self,
+        after_seq: int = 0,
+        limit: int = 1000,
+        *,
+        nation: str | None = None,
+        path: str | None = None,
+        object_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        newest: bool = False,
+    ) -> list[Decision]:
+        """Decision records after `after_seq` matching the filters, in seq order (the last `limit` if `newest`)."""
+        with self._reading() as conn:
+            return audit.read_decisions(
+                conn,
+                after_seq=after_seq,
+                limit=limit,
+                nation=nation,
+                path=path,
+                object_id=object_id,
+                since=since,
+                until=until,
+                newest=newest,
+            )
+
+    def decision_head(self) -> tuple[int, str]:
+        """(seq, hash) of the last decision record; (0, 64 zeros) when there is none."""
+        with self._reading() as conn:
+            return audit.decision_head(conn)
 
 
 def _last_seq_at(conn: Connection, table: Any, date_added: int) -> int:

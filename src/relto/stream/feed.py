@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -31,6 +32,9 @@ class Feed:
         self.floor = 0  # the ring holds every event of this collection after this sequence
         self.changed = asyncio.Condition()
         self.poll_seconds = poll_seconds
+        # time.monotonic() when the last read from the store returned: a policy refreshed after it knows every
+        # marking set that the ring's events (and the objects they name) were stored under.
+        self.read_at = 0.0
         self._doorbell = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,6 +79,7 @@ class Feed:
     async def _read_new(self) -> None:
         while True:
             events, covered = await asyncio.to_thread(self.store.events, self.collection_id, self.head, 1000, None)
+            self.read_at = time.monotonic()
             for event in events:
                 if len(self.ring) >= self.ring_size:
                     self.floor = self.ring.popleft().seq

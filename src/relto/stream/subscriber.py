@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 from relto.domain.errors import ReltoError
+from relto.domain.parties import Party
 from relto.node import Node
 from relto.store.base import Event
 from relto.stream.feed import Feed
@@ -40,11 +41,36 @@ def frame(event: str, data: bytes, seq: int | None = None) -> bytes:
     return head + b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
-def _render(e: Event) -> bytes:
-    if e.body is not None:
-        return frame("object", e.body, e.seq)
-    doc = {"id": e.stix_id, "type": e.type, "version": e.version_text}
-    return frame("deleted", orjson.dumps(doc), e.seq)
+def render(node: Node, party: Party, collection_id: str, events: list[Event], read_at: float | None = None) -> bytes:
+    """The frames of these (wanted) events as released to the party: trimmed, withheld ones left out, and
+    recorded in the decision log.
+
+    May ask the store (references to check); call it off the event loop when any event has a shape.
+    """
+    objects = [e for e in events if e.body is not None]
+    released = iter(node.release(party, [(e.body, e.shape) for e in objects if e.body is not None], read_at))
+    out: list[bytes] = []
+    items: list[tuple[str, str | None]] = []
+    for e in events:
+        if e.body is None:
+            doc = {"id": e.stix_id, "type": e.type, "version": e.version_text}
+            out.append(frame("deleted", orjson.dumps(doc), e.seq))
+            continue
+        body = next(released)
+        if body is not None:
+            out.append(frame("object", body, e.seq))
+            items.append((e.stix_id, e.version_text))
+    if items:
+        node.decisions.record(party, "stream", collection_id, items)
+    return b"".join(out)
+
+
+async def _render(
+    node: Node, party: Party, collection_id: str, events: list[Event], read_at: float | None = None
+) -> bytes:
+    if any(e.shape is not None for e in events):
+        return await asyncio.to_thread(render, node, party, collection_id, events, read_at)
+    return render(node, party, collection_id, events, read_at)
 
 
 def _wanted(e: Event, sub: Subscription, visible: frozenset[int]) -> bool:
@@ -64,7 +90,7 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
         except ReltoError as exc:
             yield frame("closed", orjson.dumps({"reason": exc.message}))
             return
-        out: list[bytes] = []
+        out = b""
         if cursor < feed.oldest:
             if live:
                 notice = {
@@ -78,7 +104,7 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
             events, covered = await asyncio.to_thread(node.store.events, sub.collection_id, cursor, BATCH, visible)
             unknown = max((e.marking_set for e in events), default=0) > node.known_max_set
             visible = node.visible_sets(party, refresh=unknown)
-            out = [_render(e) for e in events if _wanted(e, sub, visible)]
+            out = await _render(node, party, sub.collection_id, [e for e in events if _wanted(e, sub, visible)])
             cursor = covered
         else:
             live = True
@@ -86,12 +112,13 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
             if events:
                 unknown = max(e.marking_set for e in events) > node.known_max_set
                 visible = node.visible_sets(party, refresh=unknown)
-                out = [_render(e) for e in events if _wanted(e, sub, visible)]
+                wanted = [e for e in events if _wanted(e, sub, visible)]
+                out = await _render(node, party, sub.collection_id, wanted, feed.read_at)
                 cursor = events[-1].seq
             else:
                 cursor = max(cursor, feed.head)  # the ring is complete up to head: nothing for us below it
         if out:
-            yield b"".join(out)
+            yield out
             last_frame = time.monotonic()
             continue
         if not live and cursor < feed.oldest:

@@ -55,3 +55,10 @@ def check_stream_accept(header: str | None) -> None:
         raise NotAcceptable(
             f"the live stream answers in text/event-stream; the Accept header {header!r} does not allow it"
         )
+
+
+def check_json_content_type(header: str | None) -> None:
+    """Refuse a body that is neither JSON nor TAXII 2.1 JSON (415), for relto's own JSON endpoints."""
+    kind, params = _params(header or "")
+    if kind != "application/json" and not _is_taxii(kind, params):
+        raise UnsupportedMediaType(f"send JSON: Content-Type: application/json or {TAXII} (got {header or 'none'!r})")

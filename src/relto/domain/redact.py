@@ -1,0 +1,330 @@
+"""Field markings and references: what part of a version a party receives. Pure functions, no I/O.
+
+At publish, `analyse` reads an object's granular markings and references once; the node stores the answer
+(a `Shape`) beside the version. At release, `redact` removes the fields a party may not see and the references
+to objects hidden from it, rewrites the granular markings to match, and says when the version must be withheld.
+The rules are in docs/tearlines.md.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from relto.domain.errors import InvalidObject
+
+Path = tuple[str | int, ...]
+
+# Common properties that may not be removed from a version that has them, then per type (STIX 2.1).
+_COMMON_REQUIRED = ("type", "id", "spec_version", "created", "modified")
+_NAMED = ("name",)
+REQUIRED: Mapping[str, tuple[str, ...]] = {
+    "attack-pattern": _NAMED,
+    "campaign": _NAMED,
+    "course-of-action": _NAMED,
+    "grouping": ("context", "object_refs"),
+    "identity": _NAMED,
+    "incident": _NAMED,
+    "indicator": ("pattern", "pattern_type", "valid_from"),
+    "infrastructure": _NAMED,
+    "intrusion-set": _NAMED,
+    "language-content": ("object_ref", "contents"),
+    "malware": ("is_family",),
+    "malware-analysis": ("product",),
+    "note": ("content", "object_refs"),
+    "observed-data": ("first_observed", "last_observed", "number_observed"),
+    "opinion": ("opinion", "object_refs"),
+    "relationship": ("relationship_type", "source_ref", "target_ref"),
+    "report": ("name", "published", "object_refs"),
+    "sighting": ("sighting_of_ref",),
+    "threat-actor": _NAMED,
+    "tool": _NAMED,
+    "vulnerability": _NAMED,
+}
+# The references that make a relationship or sighting what it is (docs/tearlines.md, hidden rule 2).
+ENDPOINTS = ("source_ref", "target_ref", "sighting_of_ref")
+# Marking references are vocabulary: never trimmed, never counted as references.
+_NOT_REFERENCES = frozenset({"object_marking_refs", "marking_ref", "granular_markings"})
+
+
+def required(type_: str) -> frozenset[str]:
+    """The properties a version of this type may not lose."""
+    return frozenset(_COMMON_REQUIRED + REQUIRED.get(type_, ()))
+
+
+# selectors ----------------------------------------------------------------------------------------------
+_INDEX = re.compile(r"\[(0|[1-9][0-9]*)\]")
+
+
+def parse_selector(selector: str) -> Path:
+    """'a.[2].b' -> ('a', 2, 'b'); raise InvalidObject when it is not a selector."""
+    parts: list[str | int] = []
+    for token in selector.split("."):
+        if _INDEX.fullmatch(token):
+            parts.append(int(token[1:-1]))
+        elif token and "[" not in token and "]" not in token:
+            parts.append(token)
+        else:
+            raise InvalidObject(
+                f"granular marking selector {selector!r} is not a selector such as 'description' or 'object_refs.[2]'"
+            )
+    if isinstance(parts[0], int):
+        raise InvalidObject(f"granular marking selector {selector!r} must start with a property name")
+    return tuple(parts)
+
+
+def format_selector(path: Path) -> str:
+    """('a', 2, 'b') -> 'a.[2].b'."""
+    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path)
+
+
+def _resolves(obj: Any, path: Path) -> bool:
+    node = obj
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return False
+        elif not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _within(path: Path, outer: Path) -> bool:
+    return len(path) >= len(outer) and path[: len(outer)] == outer
+
+
+# publish ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FieldMarking:
+    """The granular marking refs on one selected field: its own and those of the fields containing it."""
+
+    selector: str
+    refs: tuple[str, ...]
+    whole_required: bool  # the selector is exactly a required property: it restricts the whole version
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the publish path learns from an object about its fields and references."""
+
+    fields: tuple[FieldMarking, ...]
+    references: tuple[str, ...]
+    endpoints: tuple[str, ...]
+    nested: bool = False  # some reference is below the top level (in an extension, a list of objects, ...)
+
+
+def analyse(obj: Mapping[str, Any]) -> Analysis:
+    """Check the granular markings' selectors against the object and collect its references.
+
+    Called after the STIX checks (granular_markings is a list of entries with non-empty selector lists).
+    """
+    direct: dict[Path, set[str]] = {}
+    names: dict[Path, str] = {}
+    for entry in obj.get("granular_markings") or ():
+        ref = entry.get("marking_ref")
+        for selector in entry["selectors"]:
+            if not isinstance(selector, str):
+                raise InvalidObject("granular marking selectors must be strings")
+            path = parse_selector(selector)
+            if path[0] in ("granular_markings", "object_marking_refs"):
+                raise InvalidObject(f"granular marking selector {selector!r}: markings cannot mark the markings")
+            if not _resolves(obj, path):
+                raise InvalidObject(f"granular marking selector {selector!r} names nothing in this object")
+            names[path] = selector
+            refs = direct.setdefault(path, set())
+            if isinstance(ref, str):
+                refs.add(ref)
+    needed = required(str(obj.get("type")))
+    fields = []
+    for path, selector in names.items():
+        refs = set()
+        for outer, outer_refs in direct.items():
+            if _within(path, outer):
+                refs |= outer_refs
+        if refs:
+            whole = len(path) == 1 and path[0] in needed
+            fields.append(FieldMarking(selector, tuple(sorted(refs)), whole))
+    found = list(_references(obj))
+    references = tuple(dict.fromkeys(ref for _, ref in found))
+    nested = any(len(path) > (2 if isinstance(path[-1], int) else 1) for path, _ in found)
+    endpoints = tuple(v for k in ENDPOINTS if isinstance(v := obj.get(k), str))
+    return Analysis(tuple(fields), references, endpoints, nested)
+
+
+def _top_level_references(obj: dict[str, Any], hidden_ids: Collection[str], into: set[Path]) -> None:
+    """Add the paths of the top-level references to hidden ids (the common case, kept fast: no generator)."""
+    for key, value in obj.items():
+        if key.endswith("_ref"):
+            if isinstance(value, str) and value in hidden_ids and key != "marking_ref":
+                into.add((key,))
+        elif key.endswith("_refs") and key != "object_marking_refs" and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, str) and item in hidden_ids:
+                    into.add((key, i))
+
+
+def _references(node: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
+    """(path, id) of every reference in the object, at any depth, markings excepted."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _NOT_REFERENCES:
+                continue
+            if key.endswith("_ref") and isinstance(value, str):
+                yield (*path, key), value
+            elif key.endswith("_refs") and isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, str):
+                        yield (*path, key, i), item
+            elif isinstance(value, dict | list):
+                yield from _references(value, (*path, key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            if isinstance(item, dict | list):
+                yield from _references(item, (*path, i))
+
+
+# stored shape -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shape:
+    """Stored beside a version: its field marking sets (set id, selector), references and endpoints."""
+
+    fields: tuple[tuple[int, str], ...] = ()
+    references: tuple[str, ...] = ()
+    endpoints: tuple[str, ...] = ()
+    nested: bool = False
+
+    def encode(self) -> bytes | None:
+        """Compact JSON, or None when the version has nothing that a release could trim."""
+        if not self.fields and not self.references:
+            return None
+        doc: dict[str, Any] = {}
+        if self.fields:
+            doc["f"] = self.fields
+        if self.references:
+            doc["r"] = self.references
+        if self.endpoints:
+            doc["e"] = self.endpoints
+        if self.nested:
+            doc["n"] = 1
+        return orjson.dumps(doc)
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> Shape:
+        """The inverse of encode."""
+        if raw is None:
+            return _EMPTY
+        doc = orjson.loads(raw)
+        return cls(
+            tuple((int(s), str(sel)) for s, sel in doc.get("f", ())),
+            tuple(doc.get("r", ())),
+            tuple(doc.get("e", ())),
+            bool(doc.get("n")),
+        )
+
+
+_EMPTY = Shape()
+
+
+# release ------------------------------------------------------------------------------------------------
+def redact(
+    obj: dict[str, Any], hidden_selectors: Sequence[str], hidden_ids: Collection[str], *, nested: bool = True
+) -> dict[str, Any] | None:
+    """The object without the hidden fields and references to hidden ids; None when it must be withheld.
+
+    `obj` is modified in place (pass a fresh copy). Granular markings are rewritten to match what is left.
+    `nested=False` (the shape says every reference is at the top level) spares the walk through the rest.
+    """
+    removed: set[Path] = set()
+    for selector in hidden_selectors:
+        path = parse_selector(selector)
+        if _resolves(obj, path):
+            removed.add(path)
+    if hidden_ids:
+        if nested:
+            removed.update(path for path, ref in _references(obj) if ref in hidden_ids)
+        else:
+            _top_level_references(obj, hidden_ids, removed)
+    if not removed:
+        return obj
+    _close_emptied_lists(obj, removed)
+    # Keep only the outermost removals; remove from the end so list indexes stay valid while we go.
+    outermost = sorted((p for p in removed if not any(p[:i] in removed for i in range(1, len(p)))), reverse=True)
+    gone: dict[Path, list[int]] = {}
+    for path in outermost:
+        parent = _at(obj, path[:-1])
+        last = path[-1]
+        if isinstance(last, int):
+            del parent[last]
+            gone.setdefault(path[:-1], []).append(last)
+        else:
+            del parent[last]
+    for indexes in gone.values():
+        indexes.sort()
+    for name in required(str(obj.get("type"))):
+        if (name,) in removed:
+            return None
+    _rewrite_granular(obj, removed, gone)
+    return obj
+
+
+def _at(obj: Any, path: Path) -> Any:
+    for part in path:
+        obj = obj[part]
+    return obj
+
+
+def _close_emptied_lists(obj: dict[str, Any], removed: set[Path]) -> None:
+    """A list whose every element is removed is removed itself (STIX lists may not be empty)."""
+    changed = True
+    while changed:
+        changed = False
+        by_list: dict[Path, set[int]] = {}
+        for p in removed:
+            if p and isinstance(p[-1], int):
+                by_list.setdefault(p[:-1], set()).add(p[-1])
+        for list_path, indexes in by_list.items():
+            if list_path in removed or not list_path:
+                continue
+            value = _at(obj, list_path)
+            if isinstance(value, list) and len(indexes) >= len(value):
+                removed.add(list_path)
+                changed = True
+
+
+def _rewrite_granular(obj: dict[str, Any], removed: set[Path], gone: Mapping[Path, list[int]]) -> None:
+    entries = obj.get("granular_markings")
+    if not isinstance(entries, list):
+        return
+    kept = []
+    for entry in entries:
+        selectors = []
+        for selector in entry.get("selectors", ()):
+            moved = _moved(parse_selector(selector), removed, gone)
+            if moved is not None:
+                selectors.append(format_selector(moved))
+        if selectors:
+            kept.append({**entry, "selectors": selectors})
+    if kept:
+        obj["granular_markings"] = kept
+    else:
+        del obj["granular_markings"]
+
+
+def _moved(path: Path, removed: set[Path], gone: Mapping[Path, list[int]]) -> Path | None:
+    """Where a selected field is after the removals, or None if it went."""
+    out: list[str | int] = []
+    for i, part in enumerate(path):
+        if path[: i + 1] in removed:
+            return None
+        if isinstance(part, int):
+            before = gone.get(path[:i])
+            if before:
+                part -= bisect.bisect_left(before, part)
+        out.append(part)
+    return tuple(out)
