@@ -364,3 +364,28 @@ def test_only_the_publishing_nation_or_an_admin_may_revoke(world: tuple[Harness,
     admin = h.token("USA", admin=True)
     assert h.post(admin, coll, [hijack])["success_count"] == 1
     assert objects(h, t["GBR"], coll)[actor["id"]] == hijack
+
+
+def test_preview_never_shows_the_requester_more_than_its_own_view(
+    world: tuple[Harness, str, dict[str, str]],
+) -> None:
+    h, coll, t = world
+    usa_only = sdo("identity", marking=FVEY_ONLY, name="a USA source")
+    h.post(t["USA"], coll, [usa_only])
+    writer = h.token("GBR", clearance="CONFIDENTIAL")
+    both = releasability_marking("SECRET", ["GBR", "USA"], LADDER)
+    h.post(t["GBR"], coll, [both])
+    actor = sdo("threat-actor", name="unit", description="secret", created_by_ref=usa_only["id"])
+    actor["granular_markings"] = [{"selectors": ["description"], "marking_ref": both["id"]}]
+    h.post(writer, coll, [actor])
+    path = f"/api/collections/{coll}/objects/{actor['id']}/preview/"
+    # USA would receive everything, but the CONFIDENTIAL GBR writer sees neither the SECRET field nor the id of
+    # the USA-only source, so the preview leaves both out and says so.
+    shown = h.get(writer, path, nation="USA").json()
+    assert shown["released"] is True and "above your own view" in shown["note"]
+    assert shown["objects"] == [
+        {k: v for k, v in actor.items() if k not in ("description", "created_by_ref", "granular_markings")}
+    ]
+    # A SECRET GBR writer still cannot see the USA-only source.
+    full = h.get(t["GBR"], path, nation="USA").json()
+    assert "created_by_ref" not in full["objects"][0] and full["objects"][0]["description"] == "secret"

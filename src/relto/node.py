@@ -54,6 +54,7 @@ from relto.store.base import (
 from relto.taxii import envelopes
 from relto.taxii.filters import Filters, encode_cursor
 
+_ABOVE_YOU = "this nation would receive a version of the object that is above your own view"
 _TOKEN_TTL = 1.0  # seconds a verified token is trusted before the store is asked again
 _POLICY_CHECK = 0.25  # seconds between checks for marking-set and community changes
 
@@ -299,17 +300,30 @@ class Node:
         self._meanings[ref] = meaning
         return meaning
 
-    def _set_for(self, party: Party, refs: tuple[str, ...], pending: dict[str, MarkingMeaning]) -> int:
-        fast = self._set_keys.get((party.nation, refs))
+    def _set_for(
+        self, party: Party, refs: tuple[str, ...], pending: dict[str, MarkingMeaning], closed: bool = False
+    ) -> int:
+        """The marking set of these refs published by this party; `closed`: whatever the refs say, the
+        originator only (the object itself carries no REL TO, so none of its parts can be wider)."""
+        nation = f"{party.nation}|closed" if closed else party.nation
+        fast = self._set_keys.get((nation, refs))
         if fast is not None and not any(r in pending for r in refs):
             return fast
         ordered = sorted(set(refs))
         meanings = [self._meaning(r, pending) for r in ordered]
         rank, rel_to, tlp = combine(meanings, self.ladder)
-        key = f"{party.nation}|{','.join(ordered)}"
-        found = self._set_id(key, MarkingSet(0, party.nation, rank, rel_to, tlp))
-        self._set_keys[(party.nation, refs)] = found
+        key = f"{nation}|{','.join(ordered)}"
+        found = self._set_id(key, MarkingSet(0, party.nation, rank, None if closed else rel_to, tlp))
+        self._set_keys[(nation, refs)] = found
         return found
+
+    def _releasable_at_all(self, refs: tuple[str, ...], pending: dict[str, MarkingMeaning]) -> bool:
+        """Whether these (object-level) refs include a REL TO: without one, only the originator may read."""
+        for ref in refs:
+            meaning = self._meaning(ref, pending)
+            if meaning.releasability is not None and meaning.releasability.rel_to is not None:
+                return True
+        return False
 
     def _sets_for_object(
         self, party: Party, obj: dict[str, Any], checked: Checked, pending: dict[str, MarkingMeaning]
@@ -324,14 +338,18 @@ class Node:
             analysis = redact.analyse(obj)
             return set_id, redact.Shape((), analysis.references, analysis.endpoints, analysis.nested).encode()
         analysis = redact.analyse(obj)
+        # Every part of an object without a REL TO of its own is for the originator only (fail closed): a
+        # granular marking can narrow a field, never widen it.
+        closed = not self._releasable_at_all(checked.object_markings, pending)
         whole = list(checked.object_markings)
         for f in analysis.fields:
             if f.whole_required:
                 whole.extend(f.refs)
-        set_id = self._set_for(party, tuple(dict.fromkeys(whole)), pending)
+        set_id = self._set_for(party, tuple(dict.fromkeys(whole)), pending, closed)
         fields = []
         for f in analysis.fields:
-            field_set = self._set_for(party, tuple(dict.fromkeys((*checked.object_markings, *f.refs))), pending)
+            refs = tuple(dict.fromkeys((*checked.object_markings, *f.refs)))
+            field_set = self._set_for(party, refs, pending, closed)
             if field_set != set_id and not f.whole_required:
                 fields.append((field_set, f.selector))
         shape = redact.Shape(tuple(fields), analysis.references, analysis.endpoints, analysis.nested)
@@ -443,6 +461,14 @@ class Node:
         """
         if all(shape is None for _, shape in versions):
             return [body for body, _ in versions]
+        visible = self._sees(party, read_at)
+        if visible is None:
+            return [body for body, _ in versions]
+        shapes = [None if shape is None else redact.Shape.decode(shape) for _, shape in versions]
+        return self._trim(versions, shapes, visible, self._hidden_in(visible, shapes))
+
+    def _sees(self, party: Party, read_at: float | None = None) -> frozenset[int] | None:
+        """The marking sets this party may see, or None when it may see every one."""
         visible = self.visible_sets(party)
         if len(visible) == len(self._sets) and (read_at is None or self._checked < read_at):
             # Seeing every set we know of: make sure no other process made one before the versions were read
@@ -451,10 +477,21 @@ class Node:
         if len(visible) == len(self._sets):
             # A party that may see every marking set sees every object and every field. (The fields' sets
             # were made before their versions were stored, so the refresh above knows them all.)
-            return [body for body, _ in versions]
-        shapes = [None if shape is None else redact.Shape.decode(shape) for _, shape in versions]
+            return None
+        return visible
+
+    def _hidden_in(self, visible: frozenset[int] | None, shapes: Sequence[redact.Shape | None]) -> set[str]:
+        """The ids these shapes reference that are hidden from a party seeing `visible` (None: every set)."""
         wanted = {ref for s in shapes if s is not None for ref in s.references}
-        hidden = self._hidden(visible, wanted) if wanted else set()
+        return self._hidden(visible, wanted) if wanted and visible is not None else set()
+
+    @staticmethod
+    def _trim(
+        versions: Sequence[tuple[bytes, bytes | None]],
+        shapes: Sequence[redact.Shape | None],
+        visible: frozenset[int],
+        hidden: set[str],
+    ) -> list[bytes | None]:
         out: list[bytes | None] = []
         for (body, _), shape in zip(versions, shapes, strict=True):
             if shape is None:
@@ -538,14 +575,29 @@ class Node:
         except ConfigurationError as exc:
             raise InvalidRequest(exc.message) from None
         page = self._page(target, collection_id, Filters(limit=1), ids=(object_id,))
-        self.decisions.record(requester, "preview", collection_id, [(r.stix_id, r.version_text) for r in page.rows])
-        return {
-            "id": object_id,
-            "nation": target.nation,
-            "clearance": level,
-            "released": bool(page.rows),
-            "objects": [orjson.loads(b) for b in page.bodies],
-        }
+        doc: dict[str, Any] = {"id": object_id, "nation": target.nation, "clearance": level, "released": False}
+        if not page.rows:
+            return {**doc, "objects": []}
+        # The preview shows the requester nothing it may not see itself: what the target receives, cut again
+        # by the requester's own view (noted when that removes anything).
+        row = page.rows[0]
+        if row.marking_set not in self.visible_sets(requester):
+            return {**doc, "released": True, "objects": [], "note": _ABOVE_YOU}
+        shape = redact.Shape.decode(row.shape)
+        target_sets, my_sets = self._sees(target), self._sees(requester)
+        cut: bytes | None = row.body
+        if target_sets is not None or my_sets is not None:
+            every = frozenset(self._sets)
+            sets = (every if target_sets is None else target_sets) & (every if my_sets is None else my_sets)
+            hidden = self._hidden_in(target_sets, [shape]) | self._hidden_in(my_sets, [shape])
+            cut = self._trim([(row.body, row.shape)], [shape], sets, hidden)[0]
+        self.decisions.record(requester, "preview", collection_id, [(row.stix_id, row.version_text)])
+        if cut is None:
+            return {**doc, "released": True, "objects": [], "note": _ABOVE_YOU}
+        doc = {**doc, "released": True, "objects": [orjson.loads(cut)]}
+        if cut != page.bodies[0]:
+            doc["note"] = "parts of the version released to this nation are above your own view and are left out"
+        return doc
 
     # statuses -----------------------------------------------------------------------------------------
     def status(self, party: Party, status_id: str) -> bytes:

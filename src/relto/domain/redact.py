@@ -280,20 +280,21 @@ def _at(obj: Any, path: Path) -> Any:
 
 
 def _close_emptied_lists(obj: dict[str, Any], removed: set[Path]) -> None:
-    """A list whose every element is removed is removed itself (STIX lists may not be empty)."""
+    """A list or object whose every member is removed is removed itself (STIX lists and dictionaries may not
+    be empty, and an empty one would show that something was there)."""
     changed = True
     while changed:
         changed = False
-        by_list: dict[Path, set[int]] = {}
+        members: dict[Path, set[str | int]] = {}
         for p in removed:
-            if p and isinstance(p[-1], int):
-                by_list.setdefault(p[:-1], set()).add(p[-1])
-        for list_path, indexes in by_list.items():
-            if list_path in removed or not list_path:
+            if len(p) > 1:
+                members.setdefault(p[:-1], set()).add(p[-1])
+        for container, gone in members.items():
+            if container in removed:
                 continue
-            value = _at(obj, list_path)
-            if isinstance(value, list) and len(indexes) >= len(value):
-                removed.add(list_path)
+            value = _at(obj, container)
+            if isinstance(value, list | dict) and len(gone) >= len(value):
+                removed.add(container)
                 changed = True
 
 
