@@ -231,14 +231,14 @@ class Node:
             obj = objects[i]
             try:
                 checked = check_object(obj)
+                body = orjson.dumps(obj)
                 if checked.type == "marking-definition":
                     meaning = interpret_marking_definition(obj, self.ladder)
                     set_id = self._set_for_definition(party, checked.marking_refs, meaning, pending_meanings)
                     pending_meanings[checked.id] = meaning
                     shape = None
                 else:
-                    set_id, shape = self._sets_for_object(party, obj, checked, pending_meanings)
-                body = orjson.dumps(obj)
+                    set_id, shape = self._sets_for_object(party, obj, body, checked, pending_meanings)
             except InvalidObject as exc:
                 failures.append(_failure(obj, exc.message))
                 continue
@@ -326,7 +326,7 @@ class Node:
         return False
 
     def _sets_for_object(
-        self, party: Party, obj: dict[str, Any], checked: Checked, pending: dict[str, MarkingMeaning]
+        self, party: Party, obj: dict[str, Any], body: bytes, checked: Checked, pending: dict[str, MarkingMeaning]
     ) -> tuple[int, bytes | None]:
         """The version's marking set, and its stored shape: the marking set of each field marked narrower.
 
@@ -335,9 +335,9 @@ class Node:
         """
         if not obj.get("granular_markings"):
             set_id = self._set_for(party, checked.marking_refs, pending)
-            analysis = redact.analyse(obj)
+            analysis = redact.analyse(obj, body)
             return set_id, redact.Shape((), analysis.references, analysis.endpoints, analysis.nested).encode()
-        analysis = redact.analyse(obj)
+        analysis = redact.analyse(obj, body)
         # Every part of an object without a REL TO of its own is for the originator only (fail closed): a
         # granular marking can narrow a field, never widen it.
         closed = not self._releasable_at_all(checked.object_markings, pending)

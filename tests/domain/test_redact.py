@@ -145,3 +145,15 @@ def test_reference_like_properties_that_hold_no_id_are_left_alone() -> None:
         assert out is not None
         assert out["x_odd_ref"] == {"not": "an id"} and out["x_odd_refs"] == [["nested"]]
         assert "created_by_ref" not in out and out["object_refs"] == [B, C]
+
+
+def test_the_serialised_body_spares_the_walk_only_when_no_reference_can_be_nested() -> None:
+    import orjson
+
+    flat = report(created_by_ref=A, external_references=[{"source_name": "s", "url": "u"}])
+    assert analyse(flat, orjson.dumps(flat)) == analyse(flat)
+    deep = report(x_links=[{"owner_ref": C}], created_by_ref=A)
+    assert analyse(deep, orjson.dumps(deep)).nested is True
+    assert C in analyse(deep, orjson.dumps(deep)).references
+    marked = report(granular_markings=[{"selectors": ["name"], "marking_ref": M2}])
+    assert analyse(marked, orjson.dumps(marked)).nested is False

@@ -52,9 +52,13 @@ ENDPOINTS = ("source_ref", "target_ref", "sighting_of_ref")
 _NOT_REFERENCES = frozenset({"object_marking_refs", "marking_ref", "granular_markings"})
 
 
+_REQUIRED_SETS = {t: frozenset(_COMMON_REQUIRED + props) for t, props in REQUIRED.items()}
+_COMMON_SET = frozenset(_COMMON_REQUIRED)
+
+
 def required(type_: str) -> frozenset[str]:
     """The properties a version of this type may not lose."""
-    return frozenset(_COMMON_REQUIRED + REQUIRED.get(type_, ()))
+    return _REQUIRED_SETS.get(type_, _COMMON_SET)
 
 
 # selectors ----------------------------------------------------------------------------------------------
@@ -119,14 +123,30 @@ class Analysis:
     nested: bool = False  # some reference is below the top level (in an extension, a list of objects, ...)
 
 
-def analyse(obj: Mapping[str, Any]) -> Analysis:
+def analyse(obj: Mapping[str, Any], body: bytes | None = None) -> Analysis:
     """Check the granular markings' selectors against the object and collect its references.
 
     Called after the STIX checks (granular_markings is a list of entries with non-empty selector lists).
+    `body`, the object as orjson serialised it, lets objects whose references are all at the top level
+    (most) skip the walk through the rest.
     """
+    fields = _field_markings(obj) if obj.get("granular_markings") else ()
+    found, top_keys = _top_level(obj)
+    if fields:
+        top_keys += body.count(b'"marking_ref":') if body is not None else 0
+    nested = body is None or _may_nest(top_keys, body)
+    if nested:
+        found = list(_references(obj))
+        nested = any(len(path) > (2 if isinstance(path[-1], int) else 1) for path, _ in found)
+    references = tuple(dict.fromkeys(ref for _, ref in found))
+    endpoints = tuple(v for k in ENDPOINTS if isinstance(v := obj.get(k), str))
+    return Analysis(fields, references, endpoints, nested)
+
+
+def _field_markings(obj: Mapping[str, Any]) -> tuple[FieldMarking, ...]:
     direct: dict[Path, set[str]] = {}
     names: dict[Path, str] = {}
-    for entry in obj.get("granular_markings") or ():
+    for entry in obj["granular_markings"]:
         ref = entry.get("marking_ref")
         for selector in entry["selectors"]:
             if not isinstance(selector, str):
@@ -150,11 +170,33 @@ def analyse(obj: Mapping[str, Any]) -> Analysis:
         if refs:
             whole = len(path) == 1 and path[0] in needed
             fields.append(FieldMarking(selector, tuple(sorted(refs)), whole))
-    found = list(_references(obj))
-    references = tuple(dict.fromkeys(ref for _, ref in found))
-    nested = any(len(path) > (2 if isinstance(path[-1], int) else 1) for path, _ in found)
-    endpoints = tuple(v for k in ENDPOINTS if isinstance(v := obj.get(k), str))
-    return Analysis(tuple(fields), references, endpoints, nested)
+    return tuple(fields)
+
+
+def _top_level(obj: Mapping[str, Any]) -> tuple[list[tuple[Path, str]], int]:
+    """(path, id) of the references at the top level of the object, and how many keys there end in _ref(s)."""
+    out: list[tuple[Path, str]] = []
+    keys = 0
+    for key, value in obj.items():
+        if "_ref" not in key:
+            continue
+        if key.endswith("_ref"):
+            keys += 1
+            if isinstance(value, str) and key != "marking_ref":
+                out.append(((key,), value))
+        elif key.endswith("_refs"):
+            keys += 1
+            if key != "object_marking_refs" and isinstance(value, list):
+                out.extend(((key, i), item) for i, item in enumerate(value) if isinstance(item, str))
+    return out, keys
+
+
+def _may_nest(top_keys: int, body: bytes) -> bool:
+    """Whether any property below the top level could be a reference: every key ending in _ref or _refs shows
+    in the serialised body as `_ref":` / `_refs":`, so if the top level's `top_keys` (and the granular
+    markings' `marking_ref`s) account for them all, none is nested. (A string value that happens to contain the
+    pattern only costs the full walk.)"""
+    return body.count(b'_ref":') + body.count(b'_refs":') > top_keys
 
 
 def _top_level_references(obj: dict[str, Any], hidden_ids: Collection[str], into: set[Path]) -> None:
