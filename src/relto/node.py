@@ -441,12 +441,16 @@ class Node:
     def _exists_released(self, party: Party, collection_id: str, object_id: str) -> None:
         """NotFound unless some version of the object is released to the party (the same answer for an
         object that does not exist, so a 404 reveals nothing)."""
+        rows = self._versions_seen(party, collection_id, object_id)
+        if not any(b is not None for b in self.release(party, [(r.body, r.shape) for r in rows])):
+            raise NotFound(f"no object {object_id} in this collection")
+
+    def _versions_seen(self, party: Party, collection_id: str, object_id: str) -> list[StoredVersion]:
+        """Every version of one object whose marking set the party may see (before release)."""
         probe = VersionQuery(
             collection=collection_id, visible=self.visible_sets(party), ids=(object_id,), versions=("all",), limit=1000
         )
-        rows = self.store.read(probe)
-        if not any(b is not None for b in self.release(party, [(r.body, r.shape) for r in rows])):
-            raise NotFound(f"no object {object_id} in this collection")
+        return self.store.read(probe)
 
     # release ------------------------------------------------------------------------------------------
     def release(
@@ -555,14 +559,7 @@ class Node:
         answers as if the object did not exist, or Forbidden when they can see it but are not its author.
         """
         self.collection(collection_id)
-        probe = VersionQuery(
-            collection=collection_id,
-            visible=self.visible_sets(requester),
-            ids=(object_id,),
-            versions=("all",),
-            limit=1000,
-        )
-        rows = self.store.read(probe)
+        rows = self._versions_seen(requester, collection_id, object_id)
         if not rows:
             raise NotFound(f"no object {object_id} in this collection")
         if not requester.admin:

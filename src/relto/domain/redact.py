@@ -199,18 +199,6 @@ def _may_nest(top_keys: int, body: bytes) -> bool:
     return body.count(b'_ref":') + body.count(b'_refs":') > top_keys
 
 
-def _top_level_references(obj: dict[str, Any], hidden_ids: Collection[str], into: set[Path]) -> None:
-    """Add the paths of the top-level references to hidden ids (the common case, kept fast: no generator)."""
-    for key, value in obj.items():
-        if key.endswith("_ref"):
-            if isinstance(value, str) and value in hidden_ids and key != "marking_ref":
-                into.add((key,))
-        elif key.endswith("_refs") and key != "object_marking_refs" and isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, str) and item in hidden_ids:
-                    into.add((key, i))
-
-
 def _references(node: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
     """(path, id) of every reference in the object, at any depth, markings excepted."""
     if isinstance(node, dict):
@@ -288,10 +276,8 @@ def redact(
         if _resolves(obj, path):
             removed.add(path)
     if hidden_ids:
-        if nested:
-            removed.update(path for path, ref in _references(obj) if ref in hidden_ids)
-        else:
-            _top_level_references(obj, hidden_ids, removed)
+        found = _references(obj) if nested else _top_level(obj)[0]
+        removed.update(path for path, ref in found if ref in hidden_ids)
     if not removed:
         return obj
     _close_emptied_lists(obj, removed)

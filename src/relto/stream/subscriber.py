@@ -47,8 +47,7 @@ def render(node: Node, party: Party, collection_id: str, events: list[Event], re
 
     May ask the store (references to check); call it off the event loop when any event has a shape.
     """
-    objects = [e for e in events if e.body is not None]
-    released = iter(node.release(party, [(e.body, e.shape) for e in objects if e.body is not None], read_at))
+    released = iter(node.release(party, [(e.body, e.shape) for e in events if e.body is not None], read_at))
     out: list[bytes] = []
     items: list[tuple[str, str | None]] = []
     for e in events:
