@@ -31,7 +31,7 @@ from relto.domain.markings import releasability_marking
 from relto.node import Node
 from relto.settings import Settings
 from relto.store import open_store
-from relto.taxii.filters import Filters, decode_cursor
+from relto.taxii.filters import Filters
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "enterprise-attack-18.1-stix21.json.gz"
 
@@ -73,13 +73,13 @@ def _token(node: Node, nation: str) -> str:
 def read_all(node: Node, party: Any, coll: str) -> tuple[float, int]:
     started = time.perf_counter()
     count = 0
-    cursor = 0
+    cursor: str | None = None
     while True:
-        page = node.read(party, coll, Filters(limit=1000, after_seq=cursor))
+        page = node.read(party, coll, Filters(limit=1000, next=cursor))
         count += len(page.rows)
         if not page.more or page.next is None:
             break
-        cursor = decode_cursor(page.next)
+        cursor = page.next
     return time.perf_counter() - started, count
 
 
@@ -90,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="relto-bench-release-") as tmp:
         node, usa, kor, coll = prepare(Path(tmp))
         release = node.release
-        bypass = lambda _party, versions: [body for body, _ in versions]  # noqa: E731
+        bypass = lambda _party, _coll, versions, _at=None: [v.body for v in versions]  # noqa: E731
         print(f"{'reader':<8} {'released':>9} {'stored':>7} {'with (s)':>9} {'without (s)':>12} {'ratio':>6}")
         for name, party in (("USA", usa), ("KOR", kor)):
             timings: dict[str, list[float]] = {"with": [], "without": []}

@@ -26,8 +26,10 @@ from relto.node import Node
 from relto.settings import Settings
 from relto.store import Store, open_store
 from relto.store.base import NodeInfo, TokenRecord
+from relto.store.open import DB_FILE, sqlite_path, tighten
 
 F = TypeVar("F", bound=Callable[..., Any])
+PRIVATE_UMASK = 0o077
 
 
 def err(message: str) -> None:
@@ -52,6 +54,9 @@ def node_options(f: F) -> F:
 
 
 def _open(data: Path | None, database: str | None) -> Store:
+    # Whatever this process creates (SQLite's files included) is for its owner alone: the node holds every
+    # object and the decision log. open_store also creates them private and refuses them open.
+    os.umask(PRIVATE_UMASK)
     return open_store(data=data, url=database)
 
 
@@ -93,9 +98,13 @@ def main() -> None:
     help="The classification ladder, lowest first, comma-separated.",
 )
 def init(data: Path | None, database: str | None, nation: str, title: str | None, levels: str) -> None:
-    """Create a node and print its first admin token (shown once) on stdout."""
+    """Create a node and print its first admin token (shown once) on stdout.
+
+    An existing data directory (or database file) that group or others may use is tightened to 0700 (0600).
+    """
     nation = check_nation(nation)
     ladder = Ladder.of(levels.split(","))
+    _tighten(data, database)
     store = _open(data, database)
     info = NodeInfo(
         node_id=str(uuid.uuid4()), nation=nation, levels=ladder.levels, title=title or f"relto node ({nation})"
@@ -104,6 +113,17 @@ def init(data: Path | None, database: str | None, nation: str, title: str | None
     token = _issue(store, nation=nation, clearance=ladder.levels[-1], organisation="", name="admin", admin=True)
     err(f"Created a relto node for {nation}. The admin token below is shown once: keep it safe.")
     click.echo(token)
+
+
+def _tighten(data: Path | None, database: str | None) -> None:
+    """relto init: make an existing data directory and its database files private, and say so."""
+    if database:
+        path = sqlite_path(database) if database.startswith("sqlite:///") else None
+        changed = tighten(path) if path is not None else []
+    else:
+        changed = tighten(data / DB_FILE, folder=data) if data is not None else []
+    for p in changed:
+        err(f"Made {p} private ({'0700' if p.is_dir() else '0600'}): it was open to other users of this machine.")
 
 
 def _issue(
@@ -470,13 +490,10 @@ def watch(url: str, token: str, types: tuple[str, ...], after: str | None, from_
 
     URL is the collection's TAXII URL (http://HOST:PORT/api/collections/ID/). Reconnects and resumes by itself.
     """
-    from relto.taxii.filters import encode_cursor
     from relto.watch import watch as follow
 
-    if from_start and after is None:
-        after = encode_cursor(0)
     try:
-        sys.exit(follow(url, token, types=types, after=after, say=lambda line: click.echo(line)))
+        sys.exit(follow(url, token, types=types, after=after, from_start=from_start, say=lambda line: click.echo(line)))
     except KeyboardInterrupt:
         sys.exit(0)
 
@@ -529,6 +546,7 @@ def demo(host: str, port: int, data: Path | None) -> None:
     """Start a throwaway demo node: a small coalition, sample intelligence, tokens printed; Ctrl-C stops."""
     from relto.demo import run_demo
 
+    os.umask(PRIVATE_UMASK)
     run_demo(host=host, port=port, data=data)
 
 

@@ -19,7 +19,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("max_content_length", 64 * 1024 * 1024, "largest request body accepted, in bytes (413 above)"),
+    Setting("max_content_length", 8 * 1024 * 1024, "largest request body accepted, in bytes (413 above)"),
     Setting("default_page_size", 1000, "objects per page when the client gives no limit"),
     Setting("max_page_size", 10000, "largest page a client may ask for with limit"),
     Setting("status_retention_hours", 72, "how long status resources are kept (TAXII asks for at least 24)"),
@@ -38,7 +38,19 @@ SETTINGS = (
         200,
         "how often the decision log is written (records of the last interval can be lost on a crash)",
     ),
+    Setting(
+        "max_marking_sets_per_nation",
+        1000,
+        "distinct combinations of markings one nation may create on this node (each costs every reader a little)",
+    ),
+    Setting(
+        "publish_bytes_at_once",
+        16 * 1024 * 1024,
+        "bytes of posted envelopes read, parsed and stored at once in one process; posts beyond it wait their turn",
+    ),
+    Setting("max_envelope_objects", 50000, "most objects one posted envelope may hold (413 above)"),
 )
+_DEFAULT = {s.name: s.default for s in SETTINGS}
 # On/off settings: 0 or 1; every other setting must be a positive whole number.
 SWITCHES = frozenset({"decision_log"})
 
@@ -57,6 +69,9 @@ class Settings:
     stream_stall_seconds: int = SETTINGS[7].default
     decision_log: int = SETTINGS[8].default
     decision_log_flush_ms: int = SETTINGS[9].default
+    max_marking_sets_per_nation: int = _DEFAULT["max_marking_sets_per_nation"]
+    publish_bytes_at_once: int = _DEFAULT["publish_bytes_at_once"]
+    max_envelope_objects: int = _DEFAULT["max_envelope_objects"]
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -98,6 +98,7 @@ def watch(
     *,
     types: tuple[str, ...] = (),
     after: str | None = None,
+    from_start: bool = False,
     say: Callable[[str], None] = print,
     reconnects: int | None = None,
 ) -> int:
@@ -112,6 +113,8 @@ def watch(
             attempts += 1
             headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_id} if last_id else {})}
             params = {"match[type]": ",".join(types)} if types else {}
+            if from_start and not last_id:
+                params["added_after"] = "1970-01-01T00:00:00Z"  # the whole history, then live
             try:
                 with client.stream("GET", stream_url, headers=headers, params=params) as response:
                     if response.status_code != 200:

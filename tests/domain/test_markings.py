@@ -130,11 +130,32 @@ def test_interpret_relto_marking() -> None:
 def test_interpret_relto_marking_canonicalises_hand_written_values() -> None:
     m = {
         "type": "marking-definition",
-        "id": f"marking-definition--{uuid.uuid4()}",
+        "id": releasability_marking("TOP SECRET", ["FVEY", "USA"], LADDER)["id"],
         "extensions": {RELTO_EXTENSION_ID: {"classification": "top_secret", "rel_to": ["usa", "fvey", "USA"]}},
     }
     meaning = interpret_marking_definition(m, LADDER)
     assert meaning.releasability == Releasability("TOP SECRET", ("FVEY", "USA"))
+    assert meaning.self_verifying
+
+
+def test_a_relto_marking_under_another_markings_id_is_refused() -> None:
+    """Meaning is not taken on trust: the id must be the UUIDv5 of the contents (DESIGN invariant 10)."""
+    narrow = releasability_marking("SECRET", ["GBR"], LADDER)
+    forged = {**narrow, "extensions": {RELTO_EXTENSION_ID: {"classification": "UNCLASSIFIED", "rel_to": ["KOR"]}}}
+    with pytest.raises(InvalidObject, match="UUIDv5"):
+        interpret_marking_definition(forged, LADDER)
+    with pytest.raises(InvalidObject, match="UUIDv5"):
+        interpret_marking_definition({**narrow, "id": f"marking-definition--{uuid.uuid4()}"}, LADDER)
+
+
+def test_a_tlp_id_with_a_body_that_says_otherwise_is_refused() -> None:
+    clear = tlp_definition("clear")
+    red_body = {**tlp_definition("red"), "id": clear["id"]}
+    with pytest.raises(InvalidObject, match="TLP:CLEAR"):
+        interpret_marking_definition(red_body, LADDER)
+    relto_body = {**releasability_marking("SECRET", ["GBR"], LADDER), "id": clear["id"]}
+    with pytest.raises(InvalidObject, match="releasability"):
+        interpret_marking_definition(relto_body, LADDER)
 
 
 @pytest.mark.parametrize(
@@ -203,9 +224,15 @@ def test_interpret_acs_3_marking() -> None:
 
 
 def test_interpret_acs_without_nationalities_is_originator_only() -> None:
+    """An empty any-of group: the originator only, even beside a wide relto marking (issue 9, class 5)."""
     meaning = interpret_marking_definition(_acs({"classification": "TS"}), LADDER)
-    assert meaning.releasability == Releasability("TOP SECRET", None)
-    assert combine([meaning], LADDER) == (TS, None, None)
+    assert meaning.releasability == Releasability("TOP SECRET", ())
+    assert combine([meaning], LADDER) == (TS, ((),), None)
+    wide = interpret_marking_definition(releasability_marking("UNCLASSIFIED", ["NATO", "KOR"], LADDER), LADDER)
+    rank, rel_to, _ = combine([wide, meaning], LADDER)
+    ms = MarkingSet(1, "GBR", rank, rel_to)
+    assert not policy.visible("KOR", TS, ms, {"NATO": frozenset({"KOR"})})
+    assert policy.visible("GBR", TS, ms, {})
 
 
 @pytest.mark.parametrize(

@@ -147,13 +147,16 @@ def test_reference_like_properties_that_hold_no_id_are_left_alone() -> None:
         assert "created_by_ref" not in out and out["object_refs"] == [B, C]
 
 
-def test_the_serialised_body_spares_the_walk_only_when_no_reference_can_be_nested() -> None:
-    import orjson
-
+def test_references_are_found_from_the_parsed_object_whatever_its_keys() -> None:
+    """Issue 9, class 7: odd top-level keys (one literally named marking_ref beside granular markings) used to
+    make a byte count skip the walk and miss a reference in an extension."""
     flat = report(created_by_ref=A, external_references=[{"source_name": "s", "url": "u"}])
-    assert analyse(flat, orjson.dumps(flat)) == analyse(flat)
+    assert analyse(flat).nested is False
     deep = report(x_links=[{"owner_ref": C}], created_by_ref=A)
-    assert analyse(deep, orjson.dumps(deep)).nested is True
-    assert C in analyse(deep, orjson.dumps(deep)).references
-    marked = report(granular_markings=[{"selectors": ["name"], "marking_ref": M2}])
-    assert analyse(marked, orjson.dumps(marked)).nested is False
+    assert analyse(deep).nested is True and C in analyse(deep).references
+    tricky = report(
+        granular_markings=[{"selectors": ["name"], "marking_ref": M2}],
+        marking_ref="x",
+        extensions={"extension-definition--1": {"extension_type": "property-extension", "x_target_ref": C}},
+    )
+    assert C in analyse(tricky).references and analyse(tricky).nested is True

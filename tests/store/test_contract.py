@@ -27,8 +27,11 @@ def store(database: Database) -> Iterator[Store]:
     s.close()
 
 
-def version(stix_id: str, v: int, marking_set: int = 1, type_: str = "indicator") -> NewVersion:
-    return NewVersion(stix_id, type_, "2.1", v, f"v{v}", marking_set, f'{{"id":"{stix_id}","v":{v}}}'.encode())
+def version(
+    stix_id: str, v: int, marking_set: int = 1, type_: str = "indicator", originator: str = "GBR"
+) -> NewVersion:
+    body = f'{{"id":"{stix_id}","v":{v}}}'.encode()
+    return NewVersion(stix_id, type_, "2.1", v, f"v{v}", marking_set, body, originator=originator)
 
 
 def ids(rows: list) -> list[tuple[str, int]]:  # type: ignore[type-arg]
@@ -175,9 +178,54 @@ def test_delete_restores_the_previous_version(store: Store) -> None:
     assert store.read(VersionQuery(collection=C, visible=frozenset({1}), versions=("all",))) == []
 
 
-def test_marking_definitions_are_registered(store: Store) -> None:
+def test_marking_definitions_are_kept_per_publisher(store: Store) -> None:
     md = version("marking-definition--1", 1, type_="marking-definition")
+    theirs = version("marking-definition--1", 1, marking_set=2, type_="marking-definition", originator="KOR")
     store.append(C, [md])
-    assert store.marking_definitions(["marking-definition--1", "marking-definition--2"]) == {
-        "marking-definition--1": md.body
-    }
+    store.append(C, [theirs])
+    found = {(d.id, d.originator): (d.marking_set, d.body) for d in store.definitions(["marking-definition--1"])}
+    assert found == {("marking-definition--1", "GBR"): (1, md.body), ("marking-definition--1", "KOR"): (2, theirs.body)}
+    assert store.definitions(["marking-definition--2"]) == []
+
+
+def test_each_nation_has_its_own_copy(store: Store) -> None:
+    """Versions are ordered within a copy: KOR's newer version does not supersede GBR's."""
+    store.append(C, [version("indicator--a", 1)])
+    store.append(C, [version("indicator--a", 2, marking_set=2, originator="KOR")])
+    rows = store.read(VersionQuery(collection=C, visible=frozenset({1, 2})))
+    assert sorted((r.originator, r.version, r.shared) for r in rows) == [("GBR", 1, True), ("KOR", 2, True)]
+    assert [r.copy_rank < s.copy_rank for r, s in [sorted(rows, key=lambda r: r.originator)]] == [True]
+    only_kor = store.read(VersionQuery(collection=C, visible=frozenset({1, 2}), originator="KOR", versions=("all",)))
+    assert [(r.originator, r.version) for r in only_kor] == [("KOR", 2)]
+
+
+def test_the_gate_sees_other_nations_holdings_and_may_refuse(store: Store) -> None:
+    store.append(C, [version("indicator--a", 1)])
+    asked = []
+
+    def gate(v: NewVersion, holdings: list) -> str | None:  # type: ignore[type-arg]
+        asked.append((v.originator, sorted(h.originator for h in holdings)))
+        return "no"
+
+    out = store.append(C, [version("indicator--a", 2, originator="KOR"), version("indicator--b", 1)], gate=gate)
+    assert out.stored == [False, True] and out.refused == {0: "no"}
+    assert asked == [("KOR", ["GBR"])]
+
+
+def test_a_repost_under_other_markings_is_refused(store: Store) -> None:
+    store.append(C, [version("indicator--a", 1)])
+    out = store.append(C, [version("indicator--a", 1, marking_set=2)])
+    assert out.stored == [False] and "new version" in out.refused[0]
+    assert store.append(C, [version("indicator--a", 1)]).refused == {}
+
+
+def test_secrets_are_made_once_and_kept(store: Store) -> None:
+    first = store.secret("x", lambda: b"\x01" * 32)
+    assert store.secret("x", lambda: b"\x02" * 32) == first == b"\x01" * 32
+
+
+def test_marking_sets_per_originator_are_limited(store: Store) -> None:
+    assert store.marking_set_id("a", MarkingSet(0, "KOR", 0, None), limit=1) is not None
+    assert store.marking_set_id("b", MarkingSet(0, "KOR", 0, None), limit=1) is None
+    assert store.marking_set_id("a", MarkingSet(0, "KOR", 0, None), limit=1) is not None  # existing: found
+    assert store.marking_set_id("c", MarkingSet(0, "GBR", 0, None), limit=1) is not None

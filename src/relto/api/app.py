@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from relto.api.sse import EventStream
 from relto.domain.communities import membership_index
 from relto.domain.errors import InvalidRequest, MalformedJSON, PayloadTooLarge, ReltoError
 from relto.domain.markings import relto_extension_definition, relto_identity
+from relto.domain.parties import Party
 from relto.domain.tearline import mark_objects, parse_mark_request
 from relto.domain.timestamps import format_timestamp
 from relto.node import Node, Page
@@ -58,6 +60,7 @@ def taxii(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
 def create_app(node: Node) -> FastAPI:
     """Build the ASGI app for one node."""
     settings = node.settings
+    budget = ByteBudget(settings.publish_bytes_at_once)
     feeds = Feeds(node.store, ring_size=settings.stream_ring_size, poll_seconds=settings.stream_poll_ms / 1000)
 
     @asynccontextmanager
@@ -121,6 +124,11 @@ def create_app(node: Node) -> FastAPI:
         if page.rows:
             headers["X-TAXII-Date-Added-First"] = format_timestamp(page.rows[0].date_added)
             headers["X-TAXII-Date-Added-Last"] = format_timestamp(page.rows[-1].date_added)
+        elif page.last_date_added is not None:
+            # Nothing released, but the read got this far: an added_after client moves on from here.
+            headers["X-TAXII-Date-Added-First"] = headers["X-TAXII-Date-Added-Last"] = format_timestamp(
+                page.last_date_added
+            )
         return taxii(body, headers=headers)
 
     def get(path: str) -> Callable[[Callable[..., Any]], Callable[..., Awaitable[Response]]]:
@@ -210,10 +218,15 @@ def create_app(node: Node) -> FastAPI:
         check_accept(request.headers.get("accept"))
         party = await run_in_threadpool(party_of, request)
         check_content_type(request.headers.get("content-type"))
-        body = await _read_body(request, node.settings.max_content_length)
-        objects_ = envelopes.parse_envelope(body)
-        result = await run_in_threadpool(node.publish, party, collection_id, objects_)
-        return taxii(orjson.dumps(result), status=202)
+        limit = node.settings.max_content_length
+        # The bytes held count against the process's budget from before the body is read until it is stored:
+        # concurrent posts wait their turn instead of multiplying the memory one takes (docs/configuration.md).
+        declared = _declared_size(request, limit)
+        async with budget.hold(limit if declared is None else declared):
+            # Handed over in a list that _publish empties, so that no name here keeps the bytes alive once parsed.
+            body = [await _read_body(request, limit)]
+            status = await run_in_threadpool(_publish, node, party, collection_id, body)
+        return taxii(status, status=202)
 
     @get(API_ROOT + "collections/{collection_id}/objects/{object_id}/")
     def get_object(request: Request, collection_id: str, object_id: str) -> Response:
@@ -256,7 +269,7 @@ def create_app(node: Node) -> FastAPI:
         def prepare() -> int:
             node.authenticate(token)
             node.collection(collection_id)
-            return parse_after(node, resume, parsed.added_after)
+            return parse_after(node, collection_id, resume, parsed.added_after)
 
         start = await run_in_threadpool(prepare)
         sub = Subscription(token, collection_id, start, frozenset(parsed.types), frozenset(parsed.ids))
@@ -316,11 +329,19 @@ def _marked(node: Node, body: bytes) -> bytes:
     return orjson.dumps({**marked.envelope(), "warnings": list(marked.warnings)})
 
 
+def _declared_size(request: Request, limit: int) -> int | None:
+    """The body size the client declares (Content-Length), refused with 413 at once when over `limit`."""
+    declared = request.headers.get("content-length")
+    if not (declared and declared.isdigit()):
+        return None
+    if int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; this server takes at most {limit} (max_content_length)")
+    return int(declared)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; this server takes at most {limit} (max_content_length)")
+    _declared_size(request, limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -329,3 +350,64 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"the body passes {limit} bytes, this server's max_content_length")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _publish(node: Node, party: Party, collection_id: str, body: list[bytes]) -> bytes:
+    """Parse and publish a posted envelope (the one item of `body`, dropped once parsed); the status as bytes.
+
+    An object costs the node a few KiB whatever its size (a status entry at least), so the bytes limit alone
+    would let an envelope of millions of tiny entries take gigabytes: max_envelope_objects bounds that.
+    """
+    objects = envelopes.parse_envelope(body.pop())
+    most = node.settings.max_envelope_objects
+    if len(objects) > most:
+        raise PayloadTooLarge(
+            f"the envelope holds {len(objects)} objects; this server takes at most {most} per request "
+            "(max_envelope_objects): post them in several envelopes"
+        )
+    return orjson.dumps(node.publish(party, collection_id, objects))
+
+
+class ByteBudget:
+    """Bytes of posted envelopes being read, parsed and stored at once: later requests wait, first come first served.
+
+    A request larger than the whole budget takes all of it (it runs alone) rather than waiting for ever.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.free = capacity
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        """Hold `size` bytes of the budget (at most all of it) for the block, waiting behind earlier requests."""
+        size = min(size, self.capacity)
+        if self._waiting or size > self.free:
+            turn = asyncio.get_running_loop().create_future()
+            self._waiting.append((size, turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.cancelled():
+                    self._waiting.remove((size, turn))
+                    self._wake()
+                else:  # granted in the same instant it was cancelled
+                    self._give_back(size)
+                raise
+        else:
+            self.free -= size
+        try:
+            yield
+        finally:
+            self._give_back(size)
+
+    def _give_back(self, size: int) -> None:
+        self.free += size
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting and self._waiting[0][0] <= self.free:
+            size, turn = self._waiting.popleft()
+            self.free -= size
+            turn.set_result(None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from relto.domain.communities import check_community_name
@@ -86,17 +86,22 @@ def canonical_rel_to(entries: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def releasability_id(level: str, parties: tuple[str, ...]) -> str:
+    """The id of relto's marking for a (canonical) level and REL TO: the UUIDv5 of those contents."""
+    key = f"releasability:1|{level}|{','.join(parties)}"
+    return f"marking-definition--{uuid.uuid5(RELTO_NAMESPACE, key)}"
+
+
 def releasability_marking(classification: str, rel_to: Iterable[str], ladder: Ladder) -> dict[str, Any]:
     """The marking-definition for `classification REL TO rel_to`, with its deterministic id."""
     level = level_name(classification, ladder)
     parties = canonical_rel_to(rel_to)
     if not parties:
         raise ConfigurationError("REL TO needs at least one nation or community")
-    key = f"releasability:1|{level}|{','.join(parties)}"
     return {
         "type": "marking-definition",
         "spec_version": "2.1",
-        "id": f"marking-definition--{uuid.uuid5(RELTO_NAMESPACE, key)}",
+        "id": releasability_id(level, parties),
         "created": RELTO_EPOCH,
         "created_by_ref": RELTO_IDENTITY_ID,
         "name": f"{level} REL TO {', '.join(parties)}",
@@ -154,14 +159,21 @@ class MarkingMeaning:
     kind: str  # "releasability", "tlp" or "statement" (any other marking: carried, no effect on reads)
     releasability: Releasability | None = None
     tlp: str | None = None
+    # The id proves the meaning (relto's markings, the TLP ids): any copy of the definition says the same.
+    self_verifying: bool = field(default=False, compare=False)
 
 
 def interpret_marking_definition(obj: Mapping[str, Any], ladder: Ladder) -> MarkingMeaning:
-    """Read a marking-definition object; raise InvalidObject if its relto extension is malformed."""
+    """Read a marking-definition object; raise InvalidObject if it is malformed or contradicts its own id.
+
+    Meaning is never taken on trust (DESIGN invariant 10): a TLP id means its TLP level whatever the body
+    says (and a body saying otherwise is refused); a relto marking's id must be the UUIDv5 of its contents.
+    """
+    extensions = obj.get("extensions")
     tlp = TLP_BY_ID.get(obj.get("id", ""))
     if tlp is not None:
-        return MarkingMeaning("tlp", tlp=tlp)
-    extensions = obj.get("extensions")
+        _check_tlp_body(obj, tlp, extensions)
+        return MarkingMeaning("tlp", tlp=tlp, self_verifying=True)
     if not isinstance(extensions, dict):
         return MarkingMeaning("statement")
     if ACS_EXTENSION_ID in extensions:
@@ -182,7 +194,33 @@ def interpret_marking_definition(obj: Mapping[str, Any], ladder: Ladder) -> Mark
         parties = canonical_rel_to(rel_to)
     except ConfigurationError as exc:
         raise InvalidObject(f"relto marking: {exc.message}") from None
-    return MarkingMeaning("releasability", releasability=Releasability(name, parties))
+    expected = releasability_id(name, parties)
+    if obj.get("id") != expected:
+        raise InvalidObject(
+            f"relto marking: its id must be the UUIDv5 of its contents, {expected} for "
+            f"{name} REL TO {', '.join(parties)} (relto markings are self-verifying: `relto mark` makes them)"
+        )
+    return MarkingMeaning("releasability", releasability=Releasability(name, parties), self_verifying=True)
+
+
+def _check_tlp_body(obj: Mapping[str, Any], tlp: str, extensions: Any) -> None:
+    """Refuse a body under a TLP id that says something else (another level, or a releasability marking)."""
+    said: set[str] = set()
+    if isinstance(extensions, dict):
+        if RELTO_EXTENSION_ID in extensions or ACS_EXTENSION_ID in extensions:
+            said.add("a releasability marking")
+        ext = extensions.get(TLP_EXTENSION_ID)
+        if isinstance(ext, dict) and ext.get("tlp_2_0") is not None:
+            said.add(str(ext.get("tlp_2_0")).lower())
+    definition = obj.get("definition")
+    if obj.get("definition_type") == "tlp" and isinstance(definition, dict) and definition.get("tlp") is not None:
+        level = str(definition.get("tlp")).lower()
+        said.add("clear" if level == "white" else level)
+    wrong = said - {tlp}
+    if wrong:
+        raise InvalidObject(
+            f"{obj.get('id')} is the standard TLP:{tlp.upper()} marking; this body says {', '.join(sorted(wrong))}"
+        )
 
 
 def _interpret_acs(ext: Any, ladder: Ladder) -> MarkingMeaning:
@@ -195,18 +233,21 @@ def _interpret_acs(ext: Any, ladder: Ladder) -> MarkingMeaning:
         raise InvalidObject("ACS 3.0 marking: control_set.permitted_nationalities must be a list of codes")
     try:
         name = level_name(level, ladder)
-        parties = canonical_rel_to(nations) if nations else None
+        parties = canonical_rel_to(nations) if nations else ()
     except ConfigurationError as exc:
         raise InvalidObject(f"ACS 3.0 marking: {exc.message}") from None
-    return MarkingMeaning("releasability", releasability=Releasability(name, parties or None))
+    # No permitted nationalities: the originator only. An empty any-of group admits no other nation, whatever
+    # the marking is combined with (an absent group would let a wider marking decide alone).
+    return MarkingMeaning("releasability", releasability=Releasability(name, parties))
 
 
 @dataclass(frozen=True)
 class MarkingSet:
     """One distinct combination of markings on stored versions; the policy is compiled per set.
 
-    `rel_to` holds one any-of group per relto marking (all groups must be satisfied); None means the
-    version carries no relto marking and is visible to its originator nation only (fail closed).
+    `rel_to` holds one any-of group per releasability marking (all groups must be satisfied; an empty group
+    admits the originator only); None means the version carries no releasability marking and is visible to its
+    originator nation only (fail closed).
     `public` marks the node's own vocabulary (TLP definitions), readable by every party.
     """
 

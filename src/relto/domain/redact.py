@@ -123,21 +123,16 @@ class Analysis:
     nested: bool = False  # some reference is below the top level (in an extension, a list of objects, ...)
 
 
-def analyse(obj: Mapping[str, Any], body: bytes | None = None) -> Analysis:
+def analyse(obj: Mapping[str, Any]) -> Analysis:
     """Check the granular markings' selectors against the object and collect its references.
 
-    Called after the STIX checks (granular_markings is a list of entries with non-empty selector lists).
-    `body`, the object as orjson serialised it, lets objects whose references are all at the top level
-    (most) skip the walk through the rest.
+    Called after the STIX checks (granular_markings is a list of entries with non-empty selector lists). The
+    references are found by walking the parsed object, never by looking at its bytes: whatever its property
+    names, every `*_ref(s)` at any depth is seen.
     """
     fields = _field_markings(obj) if obj.get("granular_markings") else ()
-    found, top_keys = _top_level(obj)
-    if fields:
-        top_keys += body.count(b'"marking_ref":') if body is not None else 0
-    nested = body is None or _may_nest(top_keys, body)
-    if nested:
-        found = list(_references(obj))
-        nested = any(len(path) > (2 if isinstance(path[-1], int) else 1) for path, _ in found)
+    found = list(_references(obj))
+    nested = any(len(path) > (2 if isinstance(path[-1], int) else 1) for path, _ in found)
     references = tuple(dict.fromkeys(ref for _, ref in found))
     endpoints = tuple(v for k in ENDPOINTS if isinstance(v := obj.get(k), str))
     return Analysis(fields, references, endpoints, nested)
@@ -173,30 +168,18 @@ def _field_markings(obj: Mapping[str, Any]) -> tuple[FieldMarking, ...]:
     return tuple(fields)
 
 
-def _top_level(obj: Mapping[str, Any]) -> tuple[list[tuple[Path, str]], int]:
-    """(path, id) of the references at the top level of the object, and how many keys there end in _ref(s)."""
+def _top_level(obj: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """(path, id) of the references at the top level of the object (markings excepted)."""
     out: list[tuple[Path, str]] = []
-    keys = 0
     for key, value in obj.items():
-        if "_ref" not in key:
+        if key in _NOT_REFERENCES:
             continue
         if key.endswith("_ref"):
-            keys += 1
-            if isinstance(value, str) and key != "marking_ref":
+            if isinstance(value, str):
                 out.append(((key,), value))
-        elif key.endswith("_refs"):
-            keys += 1
-            if key != "object_marking_refs" and isinstance(value, list):
-                out.extend(((key, i), item) for i, item in enumerate(value) if isinstance(item, str))
-    return out, keys
-
-
-def _may_nest(top_keys: int, body: bytes) -> bool:
-    """Whether any property below the top level could be a reference: every key ending in _ref or _refs shows
-    in the serialised body as `_ref":` / `_refs":`, so if the top level's `top_keys` (and the granular
-    markings' `marking_ref`s) account for them all, none is nested. (A string value that happens to contain the
-    pattern only costs the full walk.)"""
-    return body.count(b'_ref":') + body.count(b'_refs":') > top_keys
+        elif key.endswith("_refs") and isinstance(value, list):
+            out.extend(((key, i), item) for i, item in enumerate(value) if isinstance(item, str))
+    return out
 
 
 def _references(node: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
@@ -261,6 +244,28 @@ class Shape:
 _EMPTY = Shape()
 
 
+def skeleton(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What a tombstone keeps of a deleted version: its required properties with every value dropped except
+    references (list lengths kept), and its granular markings. Enough for `redact` to say whether a party was
+    released the version (docs/stream.md: `deleted` events), nothing of what it said."""
+    keep = required(str(obj.get("type"))) | {"granular_markings"}
+    out: dict[str, Any] = {}
+    for key in keep:
+        if key in obj:
+            out[key] = obj[key] if key in ("type", "id", "granular_markings") else _bare(key, obj[key])
+    return out
+
+
+def _bare(key: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _bare(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bare(key, v) for v in value]
+    if isinstance(value, str) and key.endswith(("_ref", "_refs")):
+        return value
+    return None
+
+
 # release ------------------------------------------------------------------------------------------------
 def redact(
     obj: dict[str, Any], hidden_selectors: Sequence[str], hidden_ids: Collection[str], *, nested: bool = True
@@ -276,7 +281,7 @@ def redact(
         if _resolves(obj, path):
             removed.add(path)
     if hidden_ids:
-        found = _references(obj) if nested else _top_level(obj)[0]
+        found = _references(obj) if nested else _top_level(obj)
         removed.update(path for path, ref in found if ref in hidden_ids)
     if not removed:
         return obj

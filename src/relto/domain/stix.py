@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relto.domain.errors import InvalidObject
+from relto.domain.observables import id_mismatch
 from relto.domain.timestamps import parse_timestamp
 
 _TYPE = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]")
@@ -113,6 +114,11 @@ def check_object(obj: object) -> Checked:
     elif spec != "2.1":
         raise InvalidObject(f"'spec_version' must be '2.1' (this node stores STIX 2.1), got {spec!r}")
 
+    if type_ in SCO_TYPES:
+        # An observable's id is derived from its value: no one may post one value under another's id.
+        wrong = id_mismatch(obj)
+        if wrong:
+            raise InvalidObject(wrong)
     version, version_text = _version(obj, type_)
     refs, object_markings = _marking_refs(obj)
     for prop in _REQUIRED.get(type_, ()):

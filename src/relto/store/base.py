@@ -65,6 +65,7 @@ class NewVersion:
     body: bytes
     shape: bytes | None = None  # relto.domain.redact.Shape, encoded; None when nothing can be trimmed
     revoked: bool = False  # the version says "revoked": true
+    originator: str = ""  # the nation publishing it: the version joins that nation's copy of the id
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +82,18 @@ class StoredVersion:
     marking_set: int
     body: bytes
     shape: bytes | None = None
+    originator: str = ""
+    copy_rank: int = 0
+    shared: bool = False  # another nation has a copy of this id in the collection
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One entry of a collection's history: a stored version, or (body None) the deletion of one."""
+    """One entry of a collection's history: a stored version, or (body None) the deletion of one.
+
+    A deletion carries the deleted version's shape and `skeleton` (its required properties, values dropped),
+    so that the stream tells of it exactly the parties the version was released to.
+    """
 
     seq: int
     stix_id: str
@@ -95,6 +103,10 @@ class Event:
     marking_set: int
     body: bytes | None
     shape: bytes | None = None
+    originator: str = ""
+    copy_rank: int = 0
+    shared: bool = False
+    skeleton: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,18 @@ class Holding:
     marking_set: int
     shape: bytes | None
     collection: str
+    originator: str = ""
+    copy_rank: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """One nation's stored copy of a marking definition."""
+
+    id: str
+    originator: str
+    marking_set: int
+    body: bytes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,15 +153,21 @@ class VersionQuery:
     # The highest marking set id the caller's compiled policy knows; rows with a newer set are returned
     # too (None: do not), so a reader refreshes its policy instead of paging past them.
     known_max_set: int | None = None
+    originator: str | None = None  # only this nation's copy
 
 
 @dataclass(frozen=True, kw_only=True)
 class Appended:
     """The outcome of an append: which inputs were stored now, which already existed, and which were refused
-    because a newer stored version revokes their object."""
+    (and why: the gate said so, their copy is revoked, or the same version is stored differently)."""
 
     stored: Sequence[bool]
     refused: Mapping[int, str] = field(default_factory=dict)  # input index -> why it was not stored
+
+
+# Asked, inside the write transaction, about each new version whose id other nations hold (in any
+# collection): a refusal message, or None to store it in the publisher's own copy.
+Gate = Callable[[NewVersion, Sequence[Holding]], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +195,9 @@ class Store(Protocol):
 
     def node_info(self) -> NodeInfo:
         """The node's identity and ladder."""
+
+    def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """A node secret kept in the database (made by `make` the first time it is asked for)."""
 
     # tokens
     def add_token(self, record: TokenRecord) -> int:
@@ -203,11 +236,12 @@ class Store(Protocol):
     def marking_sets(self, after_id: int = 0) -> list[MarkingSet]:
         """Marking sets with an id above `after_id`, in id order."""
 
-    def marking_set_id(self, key: str, template: MarkingSet) -> int:
-        """The id of the marking set with this key, creating it from `template` if new."""
+    def marking_set_id(self, key: str, template: MarkingSet, limit: int | None = None) -> int | None:
+        """The id of the marking set with this key, creating it from `template` if new; None (nothing made)
+        when its originator already has `limit` sets."""
 
-    def marking_definitions(self, ids: Sequence[str]) -> dict[str, bytes]:
-        """The known marking-definition objects among `ids`."""
+    def definitions(self, ids: Sequence[str]) -> list[Definition]:
+        """Every nation's stored copy of the marking definitions among `ids`."""
 
     # object versions
     def append(
@@ -215,14 +249,16 @@ class Store(Protocol):
         collection_id: str,
         versions: Sequence[NewVersion],
         status: Callable[[Appended], StatusRow] | None = None,
-        revoker: str | None = None,
+        gate: Gate | None = None,
     ) -> Appended:
-        """Store new versions in one transaction; existing (id, version) pairs are left alone.
+        """Store new versions in one transaction, each in its publisher's copy; existing (id, originator,
+        version) triples are left alone (a marking definition stored with another body, or a version stored
+        under other markings, is refused instead).
 
-        `status` builds, from the outcome, the status row committed with the versions: it exists
-        exactly when they do. A version that revokes its object deletes (leaving tombstones) the object's
-        older versions in the collection; `revoker` is the publishing nation, which may revoke only objects
-        it alone published (None: an admin, who may revoke any). Nothing more is stored of a revoked object.
+        `status` builds, from the outcome, the status row committed with the versions: it exists exactly when
+        they do. `gate` may refuse a version whose id other nations hold. A version that revokes its object
+        deletes (leaving tombstones) the older versions of its copy in the collection; nothing more is stored
+        in a revoked copy.
         """
 
     def read(self, query: VersionQuery) -> list[StoredVersion]:

@@ -79,10 +79,13 @@ collections = Table(
     Column("created", BigInt, nullable=False),
 )
 
-marking_definitions = Table(
-    "marking_definitions",
+# Marking definitions, one copy per publishing nation (a nation's objects are read under its own copy).
+definitions = Table(
+    "definitions",
     metadata,
     Column("id", String(100), primary_key=True),
+    Column("originator", String(3), primary_key=True),
+    Column("marking_set", Integer, nullable=False),  # who may see this copy
     Column("body", LargeBinary, nullable=False),
 )
 
@@ -116,7 +119,12 @@ objects = Table(
     # What a release may trim (field marking sets, references), as compact JSON; NULL for most versions.
     Column("shape", LargeBinary, nullable=True),
     Column("revoked", Boolean, nullable=False, default=False),  # the object's "revoked": true
-    UniqueConstraint("collection", "stix_id", "version", name="uq_objects_version"),
+    # Each nation's publication of an id is its own copy: the nation that published it, and the sequence of
+    # the copy's first version (readers who may see several copies are shown the lowest rank, or their own).
+    Column("originator", String(3), nullable=False, default=""),
+    Column("copy_rank", BigInt, nullable=False, default=0),
+    Column("shared", Boolean, nullable=False, default=False),  # another nation has a copy of this id here
+    UniqueConstraint("collection", "stix_id", "originator", "version", name="uq_objects_version"),
     # marking_set in the key: a restricted reader's policy filter is checked on index entries, so rows it
     # may not see cost an index step, not a table read.
     Index("ix_objects_collection_seq", "collection", "seq", "marking_set"),
@@ -133,6 +141,13 @@ deletions = Table(
     Column("version_text", String(40), nullable=False),
     Column("marking_set", Integer, nullable=False),
     Column("date_added", BigInt, nullable=False),
+    Column("originator", String(3), nullable=False, default=""),
+    Column("copy_rank", BigInt, nullable=False, default=0),
+    Column("shared", Boolean, nullable=False, default=False),
+    # What the stream needs to send a `deleted` event only to parties that were released the version: its
+    # shape and the skeleton of its required properties (references kept, values dropped).
+    Column("shape", LargeBinary, nullable=True),
+    Column("skeleton", LargeBinary, nullable=True),
     Index("ix_deletions_collection_seq", "collection", "seq"),
 )
 

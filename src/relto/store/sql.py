@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
+from relto.domain import redact
 from relto.domain.audit import Decision, PendingDecision
 from relto.domain.communities import Community, Membership
 from relto.domain.errors import ConfigurationError
@@ -35,7 +37,9 @@ from relto.store import schema as t
 from relto.store.base import (
     Appended,
     CollectionRecord,
+    Definition,
     Event,
+    Gate,
     Holding,
     NewVersion,
     NodeInfo,
@@ -60,6 +64,9 @@ INSERT_COLUMNS = (
     "body",
     "shape",
     "revoked",
+    "originator",
+    "copy_rank",
+    "shared",
 )
 _VERSION_COLUMNS = (
     t.objects.c.seq,
@@ -72,7 +79,50 @@ _VERSION_COLUMNS = (
     t.objects.c.marking_set,
     t.objects.c.body,
     t.objects.c.shape,
+    t.objects.c.originator,
+    t.objects.c.copy_rank,
+    t.objects.c.shared,
 )
+# What a deletion needs of each version it removes (see _tombstone).
+_TOMBSTONE_COLUMNS = (
+    t.objects.c.seq,
+    t.objects.c.stix_id,
+    t.objects.c.type,
+    t.objects.c.version_text,
+    t.objects.c.marking_set,
+    t.objects.c.originator,
+    t.objects.c.copy_rank,
+    t.objects.c.shared,
+    t.objects.c.shape,
+    t.objects.c.body,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A stored version as the append path sees it."""
+
+    collection: str
+    stix_id: str
+    originator: str
+    version: int
+    revoked: bool
+    copy_rank: int
+    marking_set: int
+    type: str
+    shape: bytes | None
+
+    def holding(self) -> Holding:
+        return Holding(
+            self.stix_id,
+            self.type,
+            self.version,
+            self.marking_set,
+            self.shape,
+            self.collection,
+            self.originator,
+            self.copy_rank,
+        )
 
 
 class SQLStore:
@@ -140,6 +190,20 @@ class SQLStore:
             levels=tuple(orjson.loads(values["levels"])),
             title=values["title"],
         )
+
+    def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """A node secret kept in the database (made by `make` the first time it is asked for)."""
+        key = f"secret:{name}"
+        query = select(t.meta.c.value).where(t.meta.c.key == key)
+        with self._reading() as conn:
+            found = conn.execute(query).scalar()
+        if found is None:
+            with self._writing() as conn:
+                found = conn.execute(query).scalar()
+                if found is None:
+                    found = make().hex()
+                    conn.execute(insert(t.meta).values(key=key, value=found))
+        return bytes.fromhex(found)
 
     # tokens -------------------------------------------------------------------------------------------
     def add_token(self, record: TokenRecord) -> int:
@@ -245,9 +309,11 @@ class SQLStore:
             ).all()
         return [_marking_set(r) for r in rows]
 
-    def marking_set_id(self, key: str, template: MarkingSet) -> int:
-        """The id of the marking set with this key, creating it from `template` if new."""
-        query = select(t.marking_sets.c.id).where(t.marking_sets.c.key == key)
+    def marking_set_id(self, key: str, template: MarkingSet, limit: int | None = None) -> int | None:
+        """The id of the marking set with this key, creating it from `template` if new; None (nothing made)
+        when its originator already has `limit` sets."""
+        ms = t.marking_sets
+        query = select(ms.c.id).where(ms.c.key == key)
         with self._reading() as conn:
             found = conn.execute(query).scalar()
         if found is not None:
@@ -256,8 +322,14 @@ class SQLStore:
             found = conn.execute(query).scalar()
             if found is not None:
                 return int(found)
+            if limit is not None:
+                count = conn.execute(
+                    select(func.count()).select_from(ms).where(ms.c.originator == template.originator)
+                ).scalar_one()
+                if count >= limit:
+                    return None
             result = conn.execute(
-                insert(t.marking_sets).values(
+                insert(ms).values(
                     key=key,
                     originator=template.originator,
                     rank=template.rank,
@@ -268,17 +340,16 @@ class SQLStore:
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def marking_definitions(self, ids: Sequence[str]) -> dict[str, bytes]:
-        """The known marking-definition objects among `ids`."""
+    def definitions(self, ids: Sequence[str]) -> list[Definition]:
+        """Every nation's stored copy of the marking definitions among `ids`."""
         if not ids:
-            return {}
+            return []
+        d = t.definitions
         with self._reading() as conn:
             rows = conn.execute(
-                select(t.marking_definitions.c.id, t.marking_definitions.c.body).where(
-                    t.marking_definitions.c.id.in_(list(ids))
-                )
+                select(d.c.id, d.c.originator, d.c.marking_set, d.c.body).where(d.c.id.in_(sorted(set(ids))))
             ).all()
-        return {r.id: bytes(r.body) for r in rows}
+        return [Definition(r.id, r.originator, r.marking_set, bytes(r.body)) for r in rows]
 
     # object versions ----------------------------------------------------------------------------------
     def append(
@@ -286,59 +357,96 @@ class SQLStore:
         collection_id: str,
         versions: Sequence[NewVersion],
         status: Callable[[Appended], StatusRow] | None = None,
-        revoker: str | None = None,
+        gate: Gate | None = None,
     ) -> Appended:
-        """Store new versions and their status in one transaction; existing (id, version) pairs are kept."""
+        """Store new versions (each in its publisher's copy) and their status in one transaction."""
         ids = list({v.stix_id for v in versions})
-        o, ms = t.objects, t.marking_sets
+        o = t.objects
         with self._writing() as conn:
-            existing: set[tuple[str, int]] = set()
-            versions_of: dict[str, list[int]] = {}
-            revoked_at: dict[str, int] = {}  # id -> its oldest revoking version
-            authors: dict[str, set[str]] = {}  # id -> the nations that published its stored versions
+            held: dict[str, list[_Held]] = {}  # id -> its stored versions, in every collection
             for chunk in _chunks(ids, 500):
-                for stix_id, version, revoked, originator in conn.execute(
-                    select(o.c.stix_id, o.c.version, o.c.revoked, ms.c.originator)
-                    .join(ms, ms.c.id == o.c.marking_set, isouter=True)
-                    .where(o.c.collection == collection_id, o.c.stix_id.in_(chunk))
-                ):
-                    existing.add((stix_id, version))
-                    authors.setdefault(stix_id, set()).add(originator or "")
-                    if revoked:
-                        revoked_at[stix_id] = min(version, revoked_at.get(stix_id, version))
-            for stix_id, version in existing:
-                versions_of.setdefault(stix_id, []).append(version)
-            superseded: list[tuple[str, int]] = []
-            revocations: list[NewVersion] = []
+                query = select(
+                    o.c.collection,
+                    o.c.stix_id,
+                    o.c.originator,
+                    o.c.version,
+                    o.c.revoked,
+                    o.c.copy_rank,
+                    o.c.marking_set,
+                    o.c.type,
+                    o.c.shape,
+                ).where(o.c.stix_id.in_(chunk))
+                for row in conn.execute(query):
+                    held.setdefault(row.stix_id, []).append(_Held(*row))
+            here = {
+                (h.stix_id, h.originator, h.version): h
+                for hs in held.values()
+                for h in hs
+                if h.collection == collection_id
+            }
+            copies: dict[tuple[str, str], list[int]] = {}  # (id, originator) -> versions in this collection
+            rank: dict[tuple[str, str], int] = {}
+            revoked: set[tuple[str, str]] = set()
+            for h in here.values():
+                copies.setdefault((h.stix_id, h.originator), []).append(h.version)
+                rank[(h.stix_id, h.originator)] = h.copy_rank
+                if h.revoked:
+                    revoked.add((h.stix_id, h.originator))
             refused: dict[int, str] = {}
             clock = _Clock.read(conn)
             stored: list[bool] = []
             rows: list[tuple[Any, ...]] = []
+            superseded: list[tuple[str, str, int]] = []
+            newly_shared: set[tuple[str, str]] = set()
+            revocations: list[NewVersion] = []
             for i, v in enumerate(versions):
-                key = (v.stix_id, v.version)
-                if key in existing:
+                copy = (v.stix_id, v.originator)
+                same = here.get((v.stix_id, v.originator, v.version))
+                if same is not None:
                     stored.append(False)
+                    why = self._differs(conn, collection_id, v, same)
+                    if why:
+                        refused[i] = why
                     continue
-                if v.stix_id in revoked_at:
-                    # The object is revoked: older versions are gone for good, and nothing follows a revocation.
+                if copy in revoked:
+                    # The copy is revoked: older versions are gone for good, and nothing follows a revocation.
                     stored.append(False)
                     refused[i] = "not stored: this object is revoked (a stored version says so), and stays so"
                     continue
-                if v.revoked and revoker is not None and authors.get(v.stix_id, {revoker}) != {revoker}:
-                    stored.append(False)
-                    refused[i] = "not stored: only an admin or the nation that published the object may revoke it"
-                    continue
+                others = [h for h in held.get(v.stix_id, ()) if h.originator != v.originator]
+                if gate is not None and others:
+                    why = gate(v, [h.holding() for h in others])
+                    if why:
+                        stored.append(False)
+                        refused[i] = why
+                        continue
+                seq, date_added = clock.tick()
+                mine = copies.setdefault(copy, [])
+                if mine and min(mine) < v.version:
+                    superseded.append((v.stix_id, v.originator, v.version))
+                has_newer = bool(mine) and max(mine) > v.version
+                mine.append(v.version)
+                rank.setdefault(copy, seq)
+                shared = any(k[0] == v.stix_id and k[1] != v.originator for k in copies)
+                if shared:
+                    newly_shared.add(copy)
                 if v.revoked:
                     revocations.append(v)
-                    revoked_at[v.stix_id] = min(v.version, revoked_at.get(v.stix_id, v.version))
-                existing.add(key)
+                    revoked.add(copy)
                 stored.append(True)
-                seq, date_added = clock.tick()
-                others = versions_of.setdefault(v.stix_id, [])
-                if others and min(others) < v.version:
-                    superseded.append((v.stix_id, v.version))
-                has_newer = bool(others) and max(others) > v.version
-                others.append(v.version)
+                new = _Held(
+                    collection_id,
+                    v.stix_id,
+                    v.originator,
+                    v.version,
+                    v.revoked,
+                    rank[copy],
+                    v.marking_set,
+                    v.type,
+                    v.shape,
+                )
+                here[(v.stix_id, v.originator, v.version)] = new
+                held.setdefault(v.stix_id, []).append(new)
                 rows.append(
                     (
                         seq,
@@ -354,42 +462,77 @@ class SQLStore:
                         v.body,
                         v.shape,
                         v.revoked,
+                        v.originator,
+                        rank[copy],
+                        shared,
                     )
                 )
                 if v.type == "marking-definition":
-                    self._register_marking_definition(conn, v)
+                    conn.execute(
+                        insert(t.definitions).values(
+                            id=v.stix_id, originator=v.originator, marking_set=v.marking_set, body=v.body
+                        )
+                    )
             if rows:
                 self._insert_versions(conn, rows)
-                for stix_id, version in superseded:
+                for stix_id, originator, version in superseded:
                     conn.execute(
-                        update(t.objects)
+                        update(o)
                         .where(
-                            t.objects.c.collection == collection_id,
-                            t.objects.c.stix_id == stix_id,
-                            t.objects.c.version < version,
+                            o.c.collection == collection_id,
+                            o.c.stix_id == stix_id,
+                            o.c.originator == originator,
+                            o.c.version < version,
                         )
                         .values(has_newer=True)
                     )
+                for stix_id, _ in newly_shared:
+                    # Every copy of an id held by several nations is marked, so reads choose among them.
+                    conn.execute(
+                        update(o)
+                        .where(o.c.collection == collection_id, o.c.stix_id == stix_id, o.c.shared.is_(False))
+                        .values(shared=True)
+                    )
                 clock.write(conn)
                 for v in revocations:
-                    self._revoke_older(conn, collection_id, v, revoker)
+                    self._revoke_older(conn, collection_id, v)
                 self._ring(conn, collection_id)
             outcome = Appended(stored=stored, refused=refused)
             if status is not None:
-                row = status(outcome)
+                kept = status(outcome)
                 conn.execute(
-                    insert(t.statuses).values(id=row.id, token_id=row.token_id, created=row.created, body=row.body)
+                    insert(t.statuses).values(id=kept.id, token_id=kept.token_id, created=kept.created, body=kept.body)
                 )
         return outcome
 
-    def _revoke_older(self, conn: Connection, collection_id: str, v: NewVersion, revoker: str | None) -> None:
-        """Delete, leaving tombstones, the versions older than a revocation that `revoker` may delete."""
-        o, ms = t.objects, t.marking_sets
-        query = select(o.c.seq, o.c.stix_id, o.c.type, o.c.version_text, o.c.marking_set).where(
-            o.c.collection == collection_id, o.c.stix_id == v.stix_id, o.c.version < v.version
+    @staticmethod
+    def _differs(conn: Connection, collection_id: str, v: NewVersion, same: _Held) -> str | None:
+        """Why a version already stored in the publisher's copy is refused rather than a no-op, if it is."""
+        if v.type == "marking-definition":
+            d = t.definitions
+            body = conn.execute(select(d.c.body).where(d.c.id == v.stix_id, d.c.originator == v.originator)).scalar()
+            if body is not None and orjson.loads(body) != orjson.loads(v.body):
+                return (
+                    "not stored: marking definitions are immutable (STIX 2.1 does not version them), and this "
+                    "id is already stored with other contents; use a new id for new contents"
+                )
+            return None
+        if same.marking_set != v.marking_set:
+            return (
+                "not stored: this version is already stored with other markings; to change the markings, "
+                "publish a new version (a later 'modified')"
+            )
+        return None
+
+    def _revoke_older(self, conn: Connection, collection_id: str, v: NewVersion) -> None:
+        """Delete, leaving tombstones, the versions of the revoking nation's copy older than the revocation."""
+        o = t.objects
+        query = select(*_TOMBSTONE_COLUMNS).where(
+            o.c.collection == collection_id,
+            o.c.stix_id == v.stix_id,
+            o.c.originator == v.originator,
+            o.c.version < v.version,
         )
-        if revoker is not None:
-            query = query.where(o.c.marking_set.in_(select(ms.c.id).where(ms.c.originator == revoker)))
         found = conn.execute(query).all()
         if found:
             self._tombstone(conn, collection_id, found)
@@ -413,9 +556,31 @@ class SQLStore:
         and the sequence up to which the answer is complete."""
         o, d = t.objects, t.deletions
         versions = select(
-            o.c.seq, o.c.stix_id, o.c.type, o.c.version_text, o.c.date_added, o.c.marking_set, o.c.body, o.c.shape
+            o.c.seq,
+            o.c.stix_id,
+            o.c.type,
+            o.c.version_text,
+            o.c.date_added,
+            o.c.marking_set,
+            o.c.body,
+            o.c.shape,
+            o.c.originator,
+            o.c.copy_rank,
+            o.c.shared,
         )
-        tombs = select(d.c.seq, d.c.stix_id, d.c.type, d.c.version_text, d.c.date_added, d.c.marking_set)
+        tombs = select(
+            d.c.seq,
+            d.c.stix_id,
+            d.c.type,
+            d.c.version_text,
+            d.c.date_added,
+            d.c.marking_set,
+            d.c.shape,
+            d.c.originator,
+            d.c.copy_rank,
+            d.c.shared,
+            d.c.skeleton,
+        )
         with self._reading() as conn:
             # The head first: writers commit in sequence order, so everything up to it is visible below.
             head = int(conn.execute(select(t.clock.c.last_seq).where(t.clock.c.id == 1)).scalar_one())
@@ -425,7 +590,23 @@ class SQLStore:
                 versions = versions.where(o.c.marking_set.in_(sorted(visible)))
                 tombs = tombs.where(d.c.marking_set.in_(sorted(visible)))
             rows = [Event(*r) for r in conn.execute(versions.order_by(o.c.seq).limit(limit))]
-            rows += [Event(*r, None, None) for r in conn.execute(tombs.order_by(d.c.seq).limit(limit))]
+            rows += [
+                Event(
+                    r.seq,
+                    r.stix_id,
+                    r.type,
+                    r.version_text,
+                    r.date_added,
+                    r.marking_set,
+                    None,
+                    r.shape,
+                    r.originator,
+                    r.copy_rank,
+                    r.shared,
+                    r.skeleton,
+                )
+                for r in conn.execute(tombs.order_by(d.c.seq).limit(limit))
+            ]
         rows.sort(key=lambda e: e.seq)
         if len(rows) >= limit:
             return rows[:limit], rows[limit - 1].seq
@@ -439,9 +620,16 @@ class SQLStore:
             # Every collection named, so the (collection, stix_id, version) index serves the lookup.
             collections = list(conn.execute(select(t.collections.c.id)).scalars())
             for chunk in _chunks(sorted(set(ids)), 500):
-                stmt = select(o.c.stix_id, o.c.type, o.c.version, o.c.marking_set, o.c.shape, o.c.collection).where(
-                    o.c.collection.in_(collections), o.c.stix_id.in_(chunk)
-                )
+                stmt = select(
+                    o.c.stix_id,
+                    o.c.type,
+                    o.c.version,
+                    o.c.marking_set,
+                    o.c.shape,
+                    o.c.collection,
+                    o.c.originator,
+                    o.c.copy_rank,
+                ).where(o.c.collection.in_(collections), o.c.stix_id.in_(chunk))
                 out.extend(Holding(*r) for r in conn.execute(stmt))
         return out
 
@@ -453,11 +641,6 @@ class SQLStore:
     def _insert_versions(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         """Insert version rows (in INSERT_COLUMNS order); back-ends override with their fastest way."""
         conn.execute(insert(t.objects), [dict(zip(INSERT_COLUMNS, row, strict=True)) for row in rows])
-
-    def _register_marking_definition(self, conn: Connection, v: NewVersion) -> None:
-        known = conn.execute(select(t.marking_definitions.c.id).where(t.marking_definitions.c.id == v.stix_id)).first()
-        if known is None:
-            conn.execute(insert(t.marking_definitions).values(id=v.stix_id, body=v.body))
 
     def read(self, query: VersionQuery) -> list[StoredVersion]:
         """Versions matching the query, in sequence order, at most `limit`."""
@@ -472,10 +655,8 @@ class SQLStore:
         """Delete the versions the query matches (limit ignored); return how many."""
         if not query.visible:
             return 0
-        o = t.objects
-        columns = (o.c.seq, o.c.stix_id, o.c.type, o.c.version, o.c.version_text, o.c.marking_set)
         with self._writing() as conn:
-            stmt, params = self._select(conn, query, columns)
+            stmt, params = self._select(conn, query, _TOMBSTONE_COLUMNS)
             found = conn.execute(stmt, params).all()
             if not found:
                 return 0
@@ -484,8 +665,12 @@ class SQLStore:
         return len(found)
 
     def _tombstone(self, conn: Connection, collection_id: str, found: Sequence[Any]) -> None:
-        """Delete these versions (rows with seq, stix_id, type, version_text, marking_set), each leaving a
-        tombstone in the same sequence, which the live stream reports; fix the has_newer flags left behind."""
+        """Delete these versions (rows of _TOMBSTONE_COLUMNS), each leaving a tombstone in the same sequence,
+        which the live stream reports; fix the has_newer flags left behind.
+
+        A tombstone keeps the version's shape and the skeleton of its required properties (no values), so the
+        stream can tell whether a party was released the version; the deleted contents themselves are gone.
+        """
         o = t.objects
         for chunk in _chunks([row.seq for row in found], 500):
             conn.execute(delete(o).where(o.c.seq.in_(chunk)))
@@ -493,6 +678,9 @@ class SQLStore:
         tombstones = []
         for row in found:
             seq, date_added = clock.tick()
+            skeleton = None
+            if row.shape is not None:
+                skeleton = orjson.dumps(redact.skeleton(orjson.loads(row.body)))
             tombstones.append(
                 {
                     "seq": seq,
@@ -502,12 +690,22 @@ class SQLStore:
                     "version_text": row.version_text or "",
                     "marking_set": row.marking_set,
                     "date_added": date_added,
+                    "originator": row.originator,
+                    "copy_rank": row.copy_rank,
+                    "shared": row.shared,
+                    "shape": row.shape,
+                    "skeleton": skeleton,
                 }
             )
         conn.execute(insert(t.deletions), tombstones)
         clock.write(conn)
         n = t.objects.alias("n")
-        newer = exists().where(n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, n.c.version > o.c.version)
+        newer = exists().where(
+            n.c.collection == o.c.collection,
+            n.c.stix_id == o.c.stix_id,
+            n.c.originator == o.c.originator,
+            n.c.version > o.c.version,
+        )
         for chunk in _chunks(sorted({row.stix_id for row in found}), 500):
             same_object = (o.c.collection == collection_id, o.c.stix_id.in_(chunk))
             conn.execute(update(o).where(*same_object).values(has_newer=newer))
@@ -526,6 +724,7 @@ class SQLStore:
             modes,
             bool(stamps) and "all" not in query.versions,
             query.known_max_set is not None,
+            query.originator is not None,
         )
         stmt = self._statements.get(shape)
         if stmt is None:
@@ -543,6 +742,7 @@ class SQLStore:
             "spec_versions": list(query.spec_versions),
             "stamps": stamps,
             "known_max": query.known_max_set,
+            "originator": query.originator,
         }
         return stmt, params
 
@@ -644,6 +844,7 @@ def _build_select(
     modes: tuple[str, ...],
     by_stamps: bool,
     unknown_sets: bool,
+    one_copy: bool = False,
 ) -> Select[Any]:
     """The read query: the policy (marking sets the party may see) is part of the WHERE clause.
 
@@ -662,6 +863,8 @@ def _build_select(
         o.c.seq > bindparam("after"),
         visible_in(o, unknown_sets),
     ]
+    if one_copy:
+        where.append(o.c.originator == bindparam("originator"))
     if by_ids:
         where.append(o.c.stix_id.in_(bindparam("ids", expanding=True)))
     if by_types:
@@ -673,7 +876,14 @@ def _build_select(
         other = n.c.version > o.c.version if mode == "last" else n.c.version < o.c.version
         # A version under a marking set the caller does not know yet must not hide an older one: that newer
         # version may lie beyond this page, where the caller would only then learn of its set, too late.
-        cond = [n.c.collection == o.c.collection, n.c.stix_id == o.c.stix_id, other, visible_in(n, False)]
+        # Versions are ordered within a copy: another nation's copy never supersedes this one.
+        cond = [
+            n.c.collection == o.c.collection,
+            n.c.stix_id == o.c.stix_id,
+            n.c.originator == o.c.originator,
+            other,
+            visible_in(n, False),
+        ]
         if by_spec:
             cond.append(n.c.spec_version.in_(bindparam("spec_versions", expanding=True)))
         hidden_by_other = exists().where(and_(*cond))

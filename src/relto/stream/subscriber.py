@@ -19,7 +19,6 @@ from relto.domain.parties import Party
 from relto.node import Node
 from relto.store.base import Event
 from relto.stream.feed import Feed
-from relto.taxii.filters import encode_cursor
 
 BATCH = 200
 
@@ -35,29 +34,30 @@ class Subscription:
     ids: frozenset[str] = frozenset()
 
 
-def frame(event: str, data: bytes, seq: int | None = None) -> bytes:
-    """One server-sent event."""
-    head = b"id: " + encode_cursor(seq).encode() + b"\n" if seq is not None else b""
+def frame(event: str, data: bytes, cursor: str | None = None) -> bytes:
+    """One server-sent event; `cursor` (sealed) becomes its id."""
+    head = b"id: " + cursor.encode() + b"\n" if cursor is not None else b""
     return head + b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
 def render(node: Node, party: Party, collection_id: str, events: list[Event], read_at: float | None = None) -> bytes:
     """The frames of these (wanted) events as released to the party: trimmed, withheld ones left out, and
-    recorded in the decision log.
+    recorded in the decision log. A deletion is told exactly to the parties its version was released to.
 
     May ask the store (references to check); call it off the event loop when any event has a shape.
     """
-    released = iter(node.release(party, [(e.body, e.shape) for e in events if e.body is not None], read_at))
+    released = node.release(party, collection_id, events, read_at)
     out: list[bytes] = []
     items: list[tuple[str, str | None]] = []
-    for e in events:
+    for e, body in zip(events, released, strict=True):
+        if body is None:
+            continue
+        cursor = node.cursors.seal(e.seq, collection_id)
         if e.body is None:
             doc = {"id": e.stix_id, "type": e.type, "version": e.version_text}
-            out.append(frame("deleted", orjson.dumps(doc), e.seq))
-            continue
-        body = next(released)
-        if body is not None:
-            out.append(frame("object", body, e.seq))
+            out.append(frame("deleted", orjson.dumps(doc), cursor))
+        else:
+            out.append(frame("object", body, cursor))
             items.append((e.stix_id, e.version_text))
     if items:
         node.decisions.record(party, "stream", collection_id, items)
@@ -67,7 +67,7 @@ def render(node: Node, party: Party, collection_id: str, events: list[Event], re
 async def _render(
     node: Node, party: Party, collection_id: str, events: list[Event], read_at: float | None = None
 ) -> bytes:
-    if any(e.shape is not None for e in events):
+    if any(e.shape is not None or e.shared for e in events):
         return await asyncio.to_thread(render, node, party, collection_id, events, read_at)
     return render(node, party, collection_id, events, read_at)
 
@@ -92,11 +92,12 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
         out = b""
         if cursor < feed.oldest:
             if live:
+                sealed = node.cursors.seal(cursor, sub.collection_id)
                 notice = {
                     "reason": "this subscriber fell too far behind the live feed; resume from the last event id",
-                    "resume_after": encode_cursor(cursor),
+                    "resume_after": sealed,
                 }
-                yield frame("lagged", orjson.dumps(notice), cursor)
+                yield frame("lagged", orjson.dumps(notice), sealed)
                 return
             # Catching up: the policy is inside the store query, as for TAXII reads.
             visible = node.visible_sets(party)
@@ -132,12 +133,10 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
             last_frame = time.monotonic()
 
 
-def parse_after(node: Node, value: str | None, added_after: int | None) -> int:
+def parse_after(node: Node, collection_id: str, value: str | None, added_after: int | None) -> int:
     """The starting cursor: Last-Event-ID / ?after= (a cursor), or added_after (a time), else 'from now'."""
-    from relto.taxii.filters import decode_cursor
-
     if value:
-        return decode_cursor(value)
+        return node.cursors.open(value, collection_id)
     if added_after is not None:
         return node.store.seq_at(added_after)
     return node.store.head()
