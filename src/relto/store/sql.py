@@ -399,12 +399,24 @@ class SQLStore:
             superseded: list[tuple[str, str, int]] = []
             newly_shared: set[tuple[str, str]] = set()
             revocations: list[NewVersion] = []
+            new_definitions: dict[tuple[str, str], bytes] = {}  # stored by this append, not yet readable
             for i, v in enumerate(versions):
                 copy = (v.stix_id, v.originator)
                 same = here.get((v.stix_id, v.originator, v.version))
-                if same is not None:
+                defined = v.type == "marking-definition" and any(
+                    h.originator == v.originator for h in held.get(v.stix_id, ())
+                )
+                if defined:
+                    # Definitions are not versioned: the publisher's stored one (in any collection) is it.
+                    why = self._differs(conn, v, same, new_definitions)
+                    if why or copy in copies:
+                        stored.append(False)
+                        if why:
+                            refused[i] = why
+                        continue
+                elif same is not None:
                     stored.append(False)
-                    why = self._differs(conn, collection_id, v, same)
+                    why = self._differs(conn, v, same, new_definitions)
                     if why:
                         refused[i] = why
                     continue
@@ -467,7 +479,8 @@ class SQLStore:
                         shared,
                     )
                 )
-                if v.type == "marking-definition":
+                if v.type == "marking-definition" and not defined:
+                    new_definitions[copy] = v.body
                     conn.execute(
                         insert(t.definitions).values(
                             id=v.stix_id, originator=v.originator, marking_set=v.marking_set, body=v.body
@@ -506,18 +519,22 @@ class SQLStore:
         return outcome
 
     @staticmethod
-    def _differs(conn: Connection, collection_id: str, v: NewVersion, same: _Held) -> str | None:
+    def _differs(
+        conn: Connection, v: NewVersion, same: _Held | None, pending: dict[tuple[str, str], bytes]
+    ) -> str | None:
         """Why a version already stored in the publisher's copy is refused rather than a no-op, if it is."""
         if v.type == "marking-definition":
             d = t.definitions
-            body = conn.execute(select(d.c.body).where(d.c.id == v.stix_id, d.c.originator == v.originator)).scalar()
+            body = pending.get((v.stix_id, v.originator)) or conn.execute(
+                select(d.c.body).where(d.c.id == v.stix_id, d.c.originator == v.originator)
+            ).scalar()
             if body is not None and orjson.loads(body) != orjson.loads(v.body):
                 return (
                     "not stored: marking definitions are immutable (STIX 2.1 does not version them), and this "
                     "id is already stored with other contents; use a new id for new contents"
                 )
             return None
-        if same.marking_set != v.marking_set:
+        if same is not None and same.marking_set != v.marking_set:
             return (
                 "not stored: this version is already stored with other markings; to change the markings, "
                 "publish a new version (a later 'modified')"
