@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,24 +182,35 @@ def _top_level(obj: Mapping[str, Any]) -> list[tuple[Path, str]]:
     return out
 
 
-def _references(node: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
+def _references(node: Any, path: Path = ()) -> list[tuple[Path, str]]:
     """(path, id) of every reference in the object, at any depth, markings excepted."""
+    out: list[tuple[Path, str]] = []
+    _collect(node, path, out)
+    return out
+
+
+def _collect(node: Any, path: Path, out: list[tuple[Path, str]]) -> None:
+    # A plain recursive walk appending to one list: several times cheaper than nested generators, and it runs
+    # on every published object.
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in _NOT_REFERENCES:
-                continue
-            if key.endswith("_ref") and isinstance(value, str):
-                yield (*path, key), value
-            elif key.endswith("_refs") and isinstance(value, list):
-                for i, item in enumerate(value):
-                    if isinstance(item, str):
-                        yield (*path, key, i), item
-            elif isinstance(value, dict | list):
-                yield from _references(value, (*path, key))
+            if isinstance(value, str):
+                if key.endswith("_ref") and key != "marking_ref":
+                    out.append(((*path, key), value))
+            elif isinstance(value, list):
+                if key.endswith("_refs"):
+                    if key != "object_marking_refs":
+                        out.extend(((*path, key, i), item) for i, item in enumerate(value) if isinstance(item, str))
+                elif key not in _NOT_REFERENCES:
+                    for i, item in enumerate(value):
+                        if isinstance(item, dict | list):
+                            _collect(item, (*path, key, i), out)
+            elif isinstance(value, dict) and key not in _NOT_REFERENCES:
+                _collect(value, (*path, key), out)
     elif isinstance(node, list):
         for i, item in enumerate(node):
             if isinstance(item, dict | list):
-                yield from _references(item, (*path, i))
+                _collect(item, (*path, i), out)
 
 
 # stored shape -------------------------------------------------------------------------------------------

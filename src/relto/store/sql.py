@@ -364,6 +364,8 @@ class SQLStore:
         o = t.objects
         with self._writing() as conn:
             held: dict[str, list[_Held]] = {}  # id -> its stored versions, in every collection
+            # Every collection named, so the (collection, stix_id, ...) index serves the lookup.
+            collections = list(conn.execute(select(t.collections.c.id)).scalars())
             for chunk in _chunks(ids, 500):
                 query = select(
                     o.c.collection,
@@ -375,7 +377,7 @@ class SQLStore:
                     o.c.marking_set,
                     o.c.type,
                     o.c.shape,
-                ).where(o.c.stix_id.in_(chunk))
+                ).where(o.c.collection.in_(collections), o.c.stix_id.in_(chunk))
                 for row in conn.execute(query):
                     held.setdefault(row.stix_id, []).append(_Held(*row))
             here = {
@@ -387,8 +389,10 @@ class SQLStore:
             copies: dict[tuple[str, str], list[int]] = {}  # (id, originator) -> versions in this collection
             rank: dict[tuple[str, str], int] = {}
             revoked: set[tuple[str, str]] = set()
+            nations_of: dict[str, set[str]] = {}  # id -> the nations with a copy of it in this collection
             for h in here.values():
                 copies.setdefault((h.stix_id, h.originator), []).append(h.version)
+                nations_of.setdefault(h.stix_id, set()).add(h.originator)
                 rank[(h.stix_id, h.originator)] = h.copy_rank
                 if h.revoked:
                     revoked.add((h.stix_id, h.originator))
@@ -439,7 +443,9 @@ class SQLStore:
                 has_newer = bool(mine) and max(mine) > v.version
                 mine.append(v.version)
                 rank.setdefault(copy, seq)
-                shared = any(k[0] == v.stix_id and k[1] != v.originator for k in copies)
+                nations = nations_of.setdefault(v.stix_id, set())
+                nations.add(v.originator)
+                shared = len(nations) > 1
                 if shared:
                     newly_shared.add(copy)
                 if v.revoked:
