@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 STIX = "application/stix+json;version=2.1"
 USER = "e2e"  # taxii2-client sends HTTP Basic; relto reads the password as the token, any user name
-MAX_CONTENT_LENGTH = 64 * 1024 * 1024  # relto's default setting
+MAX_CONTENT_LENGTH = 8 * 1024 * 1024  # relto's default setting
 
 # (nation, clearance, extra `token issue` flags) of the parties the tests act as.
 PARTIES: dict[str, tuple[str, str, tuple[str, ...]]] = {

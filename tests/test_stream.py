@@ -82,6 +82,9 @@ class Node:
         return [(m["id"], m["version"]) for m in r.json().get("objects", [])]
 
 
+FROM_START = "1970-01-01T00:00:00Z"  # added_after: the whole history, then live
+
+
 class Stream:
     """A subscriber reading in a thread, so tests can publish while it listens."""
 
@@ -179,7 +182,7 @@ def check_stream_equals_taxii(node: Node, versions: list[tuple[str, list[tuple[i
         node.post(coll, [*defs, indicator([d["id"] for d in defs])], publisher)
     node.post(coll, [EVERYONE, sentinel()])
     # A late subscriber catches up from the store, the live ones from the feed: both must equal TAXII.
-    late = {p: Stream(node.server.url, node.token(*p), coll, last_id="cmVsdG86MA") for p in parties}
+    late = {p: Stream(node.server.url, node.token(*p), coll, added_after=FROM_START) for p in parties}
     try:
         for p in parties:
             taxii = [v for v in node.taxii_all(coll, node.token(*p)) if v[0].startswith("indicator--")]
@@ -223,7 +226,7 @@ def test_deletions_are_events(node: Node) -> None:
     coll = node.collection()
     obj = indicator([EVERYONE["id"]])
     node.post(coll, [EVERYONE, obj])
-    stream = Stream(node.server.url, node.token("UKR"), coll, last_id="cmVsdG86MA")
+    stream = Stream(node.server.url, node.token("UKR"), coll, added_after=FROM_START)
     stream.wait_for(lambda s: len(ids_of(s)) == 1)
     r = httpx.delete(
         f"{node.server.url}/api/collections/{coll}/objects/{obj['id']}/",
@@ -263,7 +266,7 @@ def test_filters_and_bad_requests(node: Node) -> None:
         "object_marking_refs": [EVERYONE["id"]],
     }
     node.post(coll, [EVERYONE, malware, indicator([EVERYONE["id"]]), sentinel()])
-    only = Stream(node.server.url, token, coll, last_id="cmVsdG86MA", **{"match[type]": "malware,marking-definition"})
+    only = Stream(node.server.url, token, coll, added_after=FROM_START, **{"match[type]": "malware,marking-definition"})
     only.wait_for(lambda s: any(o["type"] == "malware" for o in s.objects()))
     time.sleep(0.3)
     assert {o["type"] for o in only.objects()} == {"malware", "marking-definition"}

@@ -272,7 +272,9 @@ class Node:
             obj = objects[i]
             try:
                 checked = check_object(obj)
-                body = orjson.dumps(obj)
+                # A copy the size of the object: orjson's own result keeps a larger buffer, which adds up over
+                # an envelope of small objects (docs/configuration.md, the memory ceiling).
+                body = bytes(memoryview(orjson.dumps(obj)))
                 if checked.type == "marking-definition":
                     meaning = interpret_marking_definition(obj, self.ladder)
                     self._check_unchanged(party, checked.id, obj)

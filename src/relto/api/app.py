@@ -24,7 +24,7 @@ from relto.api.auth import party_of, token_from
 from relto.api.errors import error_response, handle_relto_error
 from relto.api.sse import EventStream
 from relto.domain.communities import membership_index
-from relto.domain.errors import InvalidRequest, MalformedJSON, PayloadTooLarge, ReltoError
+from relto.domain.errors import InvalidEnvelope, InvalidRequest, MalformedJSON, PayloadTooLarge, ReltoError
 from relto.domain.markings import relto_extension_definition, relto_identity
 from relto.domain.parties import Party
 from relto.domain.tearline import mark_objects, parse_mark_request
@@ -218,13 +218,12 @@ def create_app(node: Node) -> FastAPI:
         check_accept(request.headers.get("accept"))
         party = await run_in_threadpool(party_of, request)
         check_content_type(request.headers.get("content-type"))
-        limit = node.settings.max_content_length
-        # The bytes held count against the process's budget from before the body is read until it is stored:
-        # concurrent posts wait their turn instead of multiplying the memory one takes (docs/configuration.md).
-        declared = _declared_size(request, limit)
-        async with budget.hold(limit if declared is None else declared):
-            # Handed over in a list that _publish empties, so that no name here keeps the bytes alive once parsed.
-            body = [await _read_body(request, limit)]
+        # Handed over in a list that _publish empties, so that no name here keeps the bytes alive once parsed.
+        body = [await _read_body(request, node.settings.max_content_length)]
+        # Parsing and storing take many times the body's bytes: the process's budget bounds the bytes at that
+        # stage, so concurrent posts wait their turn instead of multiplying the ceiling (docs/configuration.md).
+        # It is taken once the body is here, so a client that sends slowly holds no one up.
+        async with budget.hold(len(body[0])):
             status = await run_in_threadpool(_publish, node, party, collection_id, body)
         return taxii(status, status=202)
 
@@ -304,7 +303,8 @@ def create_app(node: Node) -> FastAPI:
         await run_in_threadpool(party_of, request)
         check_json_content_type(request.headers.get("content-type"))
         body = await _read_body(request, node.settings.max_content_length)
-        return taxii(await run_in_threadpool(_marked, node, body))
+        async with budget.hold(len(body)):  # parsing takes many times the bytes, as for a publish
+            return taxii(await run_in_threadpool(_marked, node, body))
 
     return app
 
@@ -329,19 +329,16 @@ def _marked(node: Node, body: bytes) -> bytes:
     return orjson.dumps({**marked.envelope(), "warnings": list(marked.warnings)})
 
 
-def _declared_size(request: Request, limit: int) -> int | None:
-    """The body size the client declares (Content-Length), refused with 413 at once when over `limit`."""
-    declared = request.headers.get("content-length")
-    if not (declared and declared.isdigit()):
-        return None
-    if int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; this server takes at most {limit} (max_content_length)")
-    return int(declared)
+# An envelope may hold at most one JSON object or array per this many bytes (plus a few): see _publish.
+_BYTES_PER_CONTAINER = 32
+_CONTAINERS_ALWAYS_ALLOWED = 64
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    _declared_size(request, limit)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; this server takes at most {limit} (max_content_length)")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -355,10 +352,21 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _publish(node: Node, party: Party, collection_id: str, body: list[bytes]) -> bytes:
     """Parse and publish a posted envelope (the one item of `body`, dropped once parsed); the status as bytes.
 
-    An object costs the node a few KiB whatever its size (a status entry at least), so the bytes limit alone
-    would let an envelope of millions of tiny entries take gigabytes: max_envelope_objects bounds that.
+    What bounds the memory a request takes (docs/configuration.md): JSON objects and arrays cost the parser up to
+    ~60 times their bytes when packed densely ({} is 3 bytes, a dict 64-184), and STIX never packs them so (one
+    per ~100 bytes; ATT&CK's densest object one per 83), so denser bodies are refused before they are parsed; and
+    every object costs the node a few KiB whatever its size, so max_envelope_objects bounds envelopes of
+    millions of tiny entries.
     """
-    objects = envelopes.parse_envelope(body.pop())
+    raw = body.pop()
+    containers = raw.count(b"{") + raw.count(b"[")
+    if containers > _CONTAINERS_ALWAYS_ALLOWED + len(raw) // _BYTES_PER_CONTAINER:
+        raise InvalidEnvelope(
+            f"the envelope packs {containers} JSON objects and arrays into {len(raw)} bytes, more than one per "
+            f"{_BYTES_PER_CONTAINER} bytes, which STIX never does: refused before parsing"
+        )
+    objects = envelopes.parse_envelope(raw)
+    del raw
     most = node.settings.max_envelope_objects
     if len(objects) > most:
         raise PayloadTooLarge(

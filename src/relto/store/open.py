@@ -93,7 +93,14 @@ def tighten(database: Path, *, folder: Path | None = None) -> list[Path]:
     for p in node_files(database, folder):
         mode = p.stat().st_mode
         if mode & _OPEN_BITS:
-            os.chmod(p, FOLDER_MODE if stat.S_ISDIR(mode) else FILE_MODE)
+            wanted = FOLDER_MODE if stat.S_ISDIR(mode) else FILE_MODE
+            try:
+                os.chmod(p, wanted)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"{p} is {stat.filemode(mode)} and cannot be made private ({exc.strerror}): its owner must run "
+                    f"chmod {wanted:o} {shlex.quote(str(p))}"
+                ) from None
             changed.append(p)
     return changed
 

@@ -531,9 +531,10 @@ class SQLStore:
         """Why a version already stored in the publisher's copy is refused rather than a no-op, if it is."""
         if v.type == "marking-definition":
             d = t.definitions
-            body = pending.get((v.stix_id, v.originator)) or conn.execute(
-                select(d.c.body).where(d.c.id == v.stix_id, d.c.originator == v.originator)
-            ).scalar()
+            body = (
+                pending.get((v.stix_id, v.originator))
+                or conn.execute(select(d.c.body).where(d.c.id == v.stix_id, d.c.originator == v.originator)).scalar()
+            )
             if body is not None and orjson.loads(body) != orjson.loads(v.body):
                 return (
                     "not stored: marking definitions are immutable (STIX 2.1 does not version them), and this "
