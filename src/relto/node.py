@@ -262,7 +262,7 @@ class Node:
             successes = []
             refused = list(failures)
             for i, (v, new) in enumerate(zip(accepted, appended.stored, strict=True)):
-                entry = {"id": v.stix_id, "version": v.version_text or ""}
+                entry = {"id": v.stix_id, "version": envelopes.taxii_version(v.version_text, appended.date_added[i])}
                 if i in appended.refused:
                     refused.append({**entry, "message": appended.refused[i]})
                     continue

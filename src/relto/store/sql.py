@@ -296,13 +296,15 @@ class SQLStore:
             versions_of: dict[str, list[int]] = {}
             revoked_at: dict[str, int] = {}  # id -> its oldest revoking version
             authors: dict[str, set[str]] = {}  # id -> the nations that published its stored versions
+            added_at: dict[tuple[str, int], int] = {}  # (id, version) -> its date_added, stored or storing
             for chunk in _chunks(ids, 500):
-                for stix_id, version, revoked, originator in conn.execute(
-                    select(o.c.stix_id, o.c.version, o.c.revoked, ms.c.originator)
+                for stix_id, version, revoked, originator, date_added in conn.execute(
+                    select(o.c.stix_id, o.c.version, o.c.revoked, ms.c.originator, o.c.date_added)
                     .join(ms, ms.c.id == o.c.marking_set, isouter=True)
                     .where(o.c.collection == collection_id, o.c.stix_id.in_(chunk))
                 ):
                     existing.add((stix_id, version))
+                    added_at[(stix_id, version)] = date_added
                     authors.setdefault(stix_id, set()).add(originator or "")
                     if revoked:
                         revoked_at[stix_id] = min(version, revoked_at.get(stix_id, version))
@@ -334,6 +336,7 @@ class SQLStore:
                 existing.add(key)
                 stored.append(True)
                 seq, date_added = clock.tick()
+                added_at[key] = date_added
                 others = versions_of.setdefault(v.stix_id, [])
                 if others and min(others) < v.version:
                     superseded.append((v.stix_id, v.version))
@@ -374,7 +377,8 @@ class SQLStore:
                 for v in revocations:
                     self._revoke_older(conn, collection_id, v, revoker)
                 self._ring(conn, collection_id)
-            outcome = Appended(stored=stored, refused=refused)
+            added = [added_at.get((v.stix_id, v.version)) for v in versions]
+            outcome = Appended(stored=stored, refused=refused, date_added=added)
             if status is not None:
                 row = status(outcome)
                 conn.execute(
@@ -680,7 +684,9 @@ def _build_select(
         # has_newer is false for most rows: only versions with a newer one need the correlated probe.
         choices.append(o.c.has_newer.is_(False) | ~hidden_by_other if mode == "last" else ~hidden_by_other)
     if by_stamps:
-        choices.append(o.c.version.in_(bindparam("stamps", expanding=True)))
+        # A version without version_text (an SCO) is known by its date_added (docs/interop.md).
+        stamped = o.c.version_text.is_not(None) & o.c.version.in_(bindparam("stamps", expanding=True))
+        choices.append(stamped | (o.c.version_text.is_(None) & o.c.date_added.in_(bindparam("stamps", expanding=True))))
     if choices:
         where.append(or_(*choices))
     return select(*columns).where(*where)

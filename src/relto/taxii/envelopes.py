@@ -28,7 +28,15 @@ def parse_envelope(body: bytes) -> list[Any]:
 
 def version_of(v: StoredVersion) -> str:
     """The TAXII `version` of a stored version: its modified (or created), else its date_added."""
-    return v.version_text or format_timestamp(v.date_added)
+    return taxii_version(v.version_text, v.date_added)
+
+
+def taxii_version(version_text: str | None, date_added: int | None) -> str:
+    """An object's TAXII version (TAXII 2.1 section 3.4.1, match `version`): its `modified`, else `created`;
+    an object with neither (an SCO) is known by its `date_added`, the one value this server keeps for it."""
+    if version_text:
+        return version_text
+    return format_timestamp(date_added) if date_added is not None else ""
 
 
 def envelope(bodies: Sequence[bytes], more: bool, next_cursor: str | None) -> bytes:
