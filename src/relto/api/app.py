@@ -116,12 +116,17 @@ def create_app(node: Node) -> FastAPI:
             default_versions=versions,
         )
 
-    def paged(page: Page, body: bytes) -> Response:
+    def paged(page: Page, render: Callable[[Page], bytes]) -> Response:
+        """A page of versions, each object's in version order; the headers give its earliest and latest
+        date_added (3.2), so added_after paging from the latest skips nothing."""
+        order = envelopes.version_order(page.rows)
+        page = Page([page.rows[i] for i in order], [page.bodies[i] for i in order], page.more, page.next)
         headers = {}
         if page.rows:
-            headers["X-TAXII-Date-Added-First"] = format_timestamp(page.rows[0].date_added)
-            headers["X-TAXII-Date-Added-Last"] = format_timestamp(page.rows[-1].date_added)
-        return taxii(body, headers=headers)
+            added = [r.date_added for r in page.rows]
+            headers["X-TAXII-Date-Added-First"] = format_timestamp(min(added))
+            headers["X-TAXII-Date-Added-Last"] = format_timestamp(max(added))
+        return taxii(render(page), headers=headers)
 
     def get(path: str) -> Callable[[Callable[..., Any]], Callable[..., Awaitable[Response]]]:
         """Register a GET route whose sync handler runs in the thread pool after Accept and auth checks."""
@@ -196,13 +201,13 @@ def create_app(node: Node) -> FastAPI:
     def manifest(request: Request, collection_id: str) -> Response:
         """5.3 Get Object Manifests."""
         page = node.read(party_of(request), collection_id, filters(request), path="taxii.manifest")
-        return paged(page, envelopes.manifest(page.rows, page.more, page.next))
+        return paged(page, lambda p: envelopes.manifest(p.rows, p.more, p.next))
 
     @get(API_ROOT + "collections/{collection_id}/objects/")
     def objects(request: Request, collection_id: str) -> Response:
         """5.4 Get Objects."""
         page = node.read(party_of(request), collection_id, filters(request))
-        return paged(page, envelopes.envelope(page.bodies, page.more, page.next))
+        return paged(page, lambda p: envelopes.envelope(p.bodies, p.more, p.next))
 
     @app.post(API_ROOT + "collections/{collection_id}/objects/")
     async def add_objects(request: Request, collection_id: str) -> Response:
@@ -219,7 +224,7 @@ def create_app(node: Node) -> FastAPI:
     def get_object(request: Request, collection_id: str, object_id: str) -> Response:
         """5.6 Get an Object."""
         page = node.read_object(party_of(request), collection_id, object_id, filters(request, _OBJECT_PARAMS))
-        return paged(page, envelopes.envelope(page.bodies, page.more, page.next))
+        return paged(page, lambda p: envelopes.envelope(p.bodies, p.more, p.next))
 
     @app.delete(API_ROOT + "collections/{collection_id}/objects/{object_id}/")
     async def delete_object(request: Request, collection_id: str, object_id: str) -> Response:
@@ -238,7 +243,7 @@ def create_app(node: Node) -> FastAPI:
         """5.8 Get Object Versions."""
         allowed = {"added_after", "limit", "next", "match[spec_version]"}
         page = node.object_versions(party_of(request), collection_id, object_id, filters(request, allowed))
-        return paged(page, envelopes.versions(page.rows, page.more, page.next))
+        return paged(page, lambda p: envelopes.versions(p.rows, p.more, p.next))
 
     @app.get(API_ROOT + "collections/{collection_id}/stream/")
     async def stream(request: Request, collection_id: str) -> Response:

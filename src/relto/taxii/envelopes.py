@@ -39,6 +39,26 @@ def taxii_version(version_text: str | None, date_added: int | None) -> str:
     return format_timestamp(date_added) if date_added is not None else ""
 
 
+def version_order(rows: Sequence[StoredVersion]) -> list[int]:
+    """The order to list a page in: each object's versions oldest first, in the places its versions took in
+    arrival order. Objects keep their date_added order (TAXII 2.1 section 3.3) and the page keeps exactly its
+    versions (the cursor is a sequence: nothing is skipped or repeated across pages)."""
+    places: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        places.setdefault(row.stix_id, []).append(i)
+    order = list(range(len(rows)))
+    for slots in places.values():
+        if len(slots) > 1:
+            by_version = sorted(slots, key=lambda i: (_version_key(rows[i]), rows[i].seq))
+            for slot, i in zip(slots, by_version, strict=True):
+                order[slot] = i
+    return order
+
+
+def _version_key(v: StoredVersion) -> int:
+    return v.version if v.version_text is not None else v.date_added
+
+
 def envelope(bodies: Sequence[bytes], more: bool, next_cursor: str | None) -> bytes:
     """An envelope of already-serialised objects, joined without re-parsing them."""
     head = b'{"more":true,"next":' + orjson.dumps(next_cursor) if more else b'{"more":false'
