@@ -14,21 +14,13 @@ from typing import Any
 import orjson
 import pytest
 import stix2
-from stix2.properties import StringProperty
 
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import releasability_marking
 from tests.conftest import Harness
-from tests.opencti_types import TYPES, observable
+from tests.stix_types import OPENCTI, AcmeSensor, observable
 
 TO_KOR = releasability_marking("SECRET", ["GBR", "KOR"], Ladder.of(DEFAULT_LEVELS))
-
-
-@stix2.CustomObservable(
-    "x-acme-sensor", [("name", StringProperty(required=True)), ("serial", StringProperty())], ["serial"]
-)
-class AcmeSensor:
-    """A custom observable of an integrator's own, declared with stix2."""
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
@@ -52,7 +44,7 @@ def test_opencti_and_stix2_custom_observables_are_stored_and_served_unchanged(ha
     coll = harness.collection()
     gbr, kor = harness.token("GBR"), harness.token("KOR")
     refs = [TO_KOR["id"]]
-    made = [as_dict(observable(t, f"{t} value", object_marking_refs=refs)) for t in TYPES]
+    made = [as_dict(observable(t, f"{t} value", object_marking_refs=refs)) for t in OPENCTI]
     made.append(as_dict(AcmeSensor(name="border router", serial="RTR-0042", object_marking_refs=refs)))
     made.append({"type": "x-acme-sensor", "id": f"x-acme-sensor--{uuid.uuid4()}", "name": "no spec_version"})
     status = harness.post(gbr, coll, [TO_KOR, *made])
