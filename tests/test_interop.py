@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,9 +391,9 @@ MISP_EVENT: dict[str, Any] = {
 
 
 def _misp_stix() -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its STIX 1 dependencies warn at import (six, lxml)
-        import misp_stix_converter
+    """misp-stix, imported only by the tests that use it (it brings STIX 1 libraries; pyproject.toml quiets
+    the import warnings of their vendored six)."""
+    import misp_stix_converter
 
     return misp_stix_converter
 
