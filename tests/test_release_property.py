@@ -32,6 +32,7 @@ from relto.api import create_app
 from relto.domain.communities import Community, Membership
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import releasability_marking, tlp_definition
+from relto.domain.timestamps import parse_timestamp
 from relto.watch import parse_sse
 from tests.conftest import Harness, free_port
 
@@ -596,7 +597,11 @@ def publish(h: Harness, s: Scenario) -> Published:
 
 
 def read_pages(h: Harness, token: str, path: str, key: str, limit: int, **params: Any) -> list[Any]:
-    out: list[Any] = []
+    return [item for page in read_page_list(h, token, path, key, limit, **params) for item in page]
+
+
+def read_page_list(h: Harness, token: str, path: str, key: str, limit: int, **params: Any) -> list[list[Any]]:
+    out: list[list[Any]] = []
     nxt = None
     for _ in range(1000):
         extra = {"next": nxt} if nxt else {}
@@ -604,11 +609,29 @@ def read_pages(h: Harness, token: str, path: str, key: str, limit: int, **params
         assert r.status_code == 200, r.text
         body = r.json()
         assert len(body.get(key, [])) <= limit
-        out.extend(body.get(key, []))
+        out.append(body.get(key, []))
         if not body.get("more"):
             return out
         nxt = body["next"]
     raise AssertionError("paging did not end")
+
+
+def as_paged(pages: list[list[dict[str, Any]]], every: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`every` (date_added order) as relto lists it in these pages: each page is the next run of it, listed
+    with each object's versions in version order in the places they took (docs/interop.md#versions)."""
+    out: list[dict[str, Any]] = []
+    for page in pages:
+        run = every[len(out) : len(out) + len(page)]
+        places: dict[str, list[int]] = {}
+        for i, body in enumerate(run):
+            places.setdefault(body["id"], []).append(i)
+        listed = list(run)
+        for slots in places.values():
+            by_version = sorted((run[i] for i in slots), key=lambda b: parse_timestamp(b["modified"]))
+            for slot, body in zip(slots, by_version, strict=True):
+                listed[slot] = body
+        out += listed
+    return out + every[len(out) :]
 
 
 def short(o: dict[str, Any]) -> str:
@@ -641,10 +664,12 @@ def check_every_version(h: Harness, p: Published) -> None:
         for clearance in CLEARANCES:
             token = h.token(nation, DEFAULT_LEVELS[clearance])
             want = expected_for(p.world, nation, clearance)
-            got = read_pages(
+            pages = read_page_list(
                 h, token, f"/api/collections/{p.main}/objects/", "objects", 1000, **{"match[version]": "all"}
             )
-            same(no_markings(got), [b for _, b in want.every], "objects/?match[version]=all", nation, clearance)
+            pages = [no_markings(page) for page in pages]
+            expected = as_paged(pages, [b for _, b in want.every])
+            same([o for page in pages for o in page], expected, "objects/?match[version]=all", nation, clearance)
 
 
 def check_taxii(h: Harness, s: Scenario, p: Published) -> None:
@@ -657,8 +682,10 @@ def check_taxii(h: Harness, s: Scenario, p: Published) -> None:
             want = expected_for(p.world, nation, clearance)
             got = no_markings(read_pages(h, token, base + "objects/", "objects", 3))
             same(got, want.last, "objects/", party)
-            got_all = read_pages(h, token, base + "objects/", "objects", 2, **{"match[version]": "all"})
-            same(no_markings(got_all), [b for _, b in want.every], "objects/?match[version]=all", party)
+            pages = read_page_list(h, token, base + "objects/", "objects", 2, **{"match[version]": "all"})
+            pages = [no_markings(page) for page in pages]
+            expected = as_paged(pages, [b for _, b in want.every])
+            same([o for page in pages for o in page], expected, "objects/?match[version]=all", party)
             manifest = read_pages(h, token, base + "manifest/", "objects", 3)
             listed = [(m["id"], m["version"]) for m in manifest if not m["id"].startswith("marking-definition--")]
             same(listed, [(o["id"], o["modified"]) for o in want.last], "manifest/", party)
@@ -667,7 +694,7 @@ def check_taxii(h: Harness, s: Scenario, p: Published) -> None:
                 # ones are still releasable (versions/), and objects/{id}/ answers 200 with an empty envelope.
                 one = h.get(token, base + f"objects/{stix_id}/")
                 versions = h.get(token, base + f"objects/{stix_id}/versions/")
-                every = [b["modified"] for _, b in want.every if b["id"] == stix_id]
+                every = sorted((b["modified"] for _, b in want.every if b["id"] == stix_id), key=parse_timestamp)
                 if every:
                     assert one.status_code == 200, (party, stix_id, one.text)
                     last = [o for o in want.last if o["id"] == stix_id]

@@ -308,7 +308,7 @@ class Node:
             successes = []
             failed = list(failures)
             for i, (v, new) in enumerate(zip(accepted, appended.stored, strict=True)):
-                entry = {"id": v.stix_id, "version": v.version_text or ""}
+                entry = {"id": v.stix_id, "version": envelopes.taxii_version(v.version_text, appended.date_added[i])}
                 if i in appended.refused:
                     failed.append({**entry, "message": appended.refused[i]})
                     refused.append((v.stix_id, v.version_text))

@@ -205,6 +205,52 @@ def test_custom_x_types_pass(obj: dict[str, Any]) -> None:
     assert checked.version == (parse_timestamp(obj["modified"]) if "modified" in obj else 0)
 
 
+# OpenCTI's own observable types (pycti's CustomObservable classes): a value, no created or modified.
+OPENCTI_OBSERVABLES = (
+    "hostname",
+    "text",
+    "user-agent",
+    "phone-number",
+    "cryptocurrency-wallet",
+    "bank-account",
+    "credential",
+    "payment-card",
+    "tracking-number",
+    "media-content",
+)
+
+
+@pytest.mark.parametrize("type_", OPENCTI_OBSERVABLES)
+def test_unknown_type_without_created_or_modified_is_an_sco(type_: str) -> None:
+    """An object of a type relto does not know is judged by its shape: no created/modified is an SCO."""
+    obj = {"type": type_, "spec_version": "2.1", "id": new_id(type_), "value": "x", "x_opencti_score": 50}
+    checked = check_object(obj)
+    assert (checked.type, checked.version, checked.version_text, checked.spec_version) == (type_, 0, None, "2.1")
+
+
+@pytest.mark.parametrize("type_", ["hostname", "x-acme-sensor"])
+def test_unknown_sco_may_leave_out_spec_version_like_any_sco(type_: str) -> None:
+    """STIX 2.1 makes spec_version optional on SCOs; an unknown type shaped like one gets the same."""
+    checked = check_object({"type": type_, "id": new_id(type_), "value": "x"})
+    assert (checked.version, checked.spec_version) == (0, "2.1")
+
+
+def test_unknown_sco_ids_need_not_be_deterministic() -> None:
+    """SCO ids are UUIDv5 of their contributing properties, which relto cannot know for unknown types."""
+    for made in (uuid.uuid4(), uuid.uuid5(uuid.NAMESPACE_URL, "x"), uuid.uuid1()):
+        assert check_object({"type": "hostname", "spec_version": "2.1", "id": f"hostname--{made}"}).version == 0
+
+
+@pytest.mark.parametrize("type_", ["malware", "indicator", "report", "relationship", "sighting", "identity"])
+def test_known_sdo_without_created_and_modified_is_still_rejected(type_: str) -> None:
+    rejected({"type": type_, "spec_version": "2.1", "id": new_id(type_), "name": "x"}, "created", "modified")
+
+
+def test_unknown_type_with_created_only_is_rejected() -> None:
+    """Half an SDO's timestamps is a mistake, not an SCO."""
+    rejected({"type": "hostname", "spec_version": "2.1", "id": new_id("hostname"), "created": TS}, "modified")
+
+
 def test_custom_properties_and_extensions_pass_unchanged() -> None:
     obj = sdo(x_acme_score=99, extensions={"extension-definition--" + str(uuid.uuid4()): {"a": 1}})
     before = dict(obj)
@@ -311,9 +357,10 @@ def test_sdo_without_spec_version_is_rejected() -> None:
     rejected(obj, "spec_version")
 
 
-def test_x_type_without_spec_version_is_rejected() -> None:
-    """relto cannot tell a custom SCO from a custom SDO, so spec_version is required of every x- type."""
-    rejected({"type": "x-acme-widget", "id": new_id("x-acme-widget")}, "spec_version")
+def test_custom_type_shaped_like_an_sdo_without_spec_version_is_rejected() -> None:
+    """An unknown type with created/modified is judged an SDO, and an SDO states its spec_version."""
+    obj = {"type": "x-acme-widget", "id": new_id("x-acme-widget"), "created": TS, "modified": LATER}
+    rejected(obj, "spec_version")
 
 
 @pytest.mark.parametrize("missing", [("created", "modified"), ("modified",), ("created",)])
@@ -419,3 +466,8 @@ def test_is_identifier() -> None:
     assert not is_identifier(5)
     assert not is_identifier(good + "\n")
     assert not is_identifier("identity--" + "z" * 36)
+
+
+def test_a_bundle_is_not_taken_for_an_unknown_observable() -> None:
+    """A bundle has neither created nor modified, but it is a wrapper, not an object to store."""
+    rejected({"type": "bundle", "id": new_id("bundle"), "objects": []}, "bundle", "envelope")

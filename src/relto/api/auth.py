@@ -1,4 +1,5 @@
-"""Credentials: `Authorization: Bearer TOKEN`, or HTTP Basic with the token as password (any user name)."""
+"""Credentials: `Authorization: Bearer TOKEN` or `Token TOKEN` (taxii2-client's TokenAuth), or HTTP Basic with
+the token as password (any user name)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def token_from(header: str | None) -> str | None:
         return None
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
-    if scheme == "bearer":
+    if scheme in ("bearer", "token"):
         return value.strip() or None
     if scheme == "basic":
         try:

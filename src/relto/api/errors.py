@@ -28,7 +28,7 @@ ERROR_TABLE: tuple[tuple[type[errors.ReltoError], int, str], ...] = (
 def error_response(status: int, title: str, description: str) -> Response:
     """A TAXII error message."""
     body = orjson.dumps({"title": title, "description": description, "http_status": str(status)})
-    headers = {"WWW-Authenticate": 'Basic realm="relto", Bearer'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'Basic realm="relto", Bearer, Token'} if status == 401 else None
     return Response(body, status_code=status, media_type=TAXII, headers=headers)
 
 

@@ -3,6 +3,11 @@
 We check what storage and policy rely on: type and id syntax, spec_version, the common timestamps,
 marking references and the properties that make relationships and sightings meaningful. Everything else,
 custom types and x_ properties included, is stored and returned unchanged.
+
+An object of a type STIX 2.1 does not define (OpenCTI's `hostname`, a stix2 `CustomObservable`) is judged by
+its shape: without `created` and `modified` it is an SCO (unversioned, `spec_version` optional); with them,
+an SDO. SCO ids of unknown types are not checked for being deterministic (UUIDv5): their contributing
+properties are not known here.
 """
 
 from __future__ import annotations
@@ -43,6 +48,34 @@ SCO_TYPES = frozenset(
 )
 # Types that carry created but no modified (they are never versioned).
 _CREATED_ONLY = frozenset({"marking-definition"})
+# Types STIX 2.1 defines with created and modified: SDOs, SROs, language content and extension definitions.
+_VERSIONED = frozenset(
+    [
+        "attack-pattern",
+        "campaign",
+        "course-of-action",
+        "extension-definition",
+        "grouping",
+        "identity",
+        "incident",
+        "indicator",
+        "infrastructure",
+        "intrusion-set",
+        "language-content",
+        "location",
+        "malware",
+        "malware-analysis",
+        "note",
+        "observed-data",
+        "opinion",
+        "relationship",
+        "report",
+        "sighting",
+        "threat-actor",
+        "tool",
+        "vulnerability",
+    ]
+)
 _REQUIRED = {
     "relationship": ("relationship_type", "source_ref", "target_ref"),
     "sighting": ("sighting_of_ref",),
@@ -106,9 +139,11 @@ def check_object(obj: object) -> Checked:
     id_ = obj.get("id")
     if not isinstance(id_, str) or not _id_matches(id_, type_):
         raise InvalidObject(f"'id' must be '{type_}--' followed by a UUID, got {id_!r}")
+    if type_ == "bundle":
+        raise InvalidObject("a bundle is not stored as an object: send its 'objects' as the envelope's objects")
     spec = obj.get("spec_version")
     if spec is None:
-        if type_ not in SCO_TYPES:
+        if not is_sco(obj, type_):
             raise InvalidObject("'spec_version' is required and must be '2.1'")
         spec = "2.1"
     elif spec != "2.1":
@@ -130,13 +165,23 @@ def check_object(obj: object) -> Checked:
     return Checked(id_, type_, spec, version, version_text, refs, object_markings)
 
 
+def is_sco(obj: dict[str, Any], type_: str) -> bool:
+    """Whether an object is a cyber-observable: a STIX 2.1 SCO type, or an unknown type without timestamps."""
+    if type_ in SCO_TYPES:
+        return True
+    unknown = type_ not in _VERSIONED and type_ not in _CREATED_ONLY
+    return unknown and obj.get("created") is None and obj.get("modified") is None
+
+
 def _version(obj: dict[str, Any], type_: str) -> tuple[int, str | None]:
     created = obj.get("created")
     modified = obj.get("modified")
     if created is None and modified is None:
-        if type_ in SCO_TYPES or type_.startswith("x-"):
+        if is_sco(obj, type_):
             return 0, None
-        raise InvalidObject("'created' and 'modified' are required timestamps")
+        if type_ in _CREATED_ONLY:
+            raise InvalidObject(f"a {type_} requires 'created' (a timestamp)")
+        raise InvalidObject(f"'created' and 'modified' are required timestamps of a {type_}")
     if created is None:
         raise InvalidObject("'created' is required (a timestamp) when 'modified' is given")
     created_us = parse_timestamp(created, "'created'")

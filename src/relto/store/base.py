@@ -163,6 +163,9 @@ class Appended:
 
     stored: Sequence[bool]
     refused: Mapping[int, str] = field(default_factory=dict)  # input index -> why it was not stored
+    # Per input, the date_added of the version stored now or already stored (None when refused): the
+    # version TAXII shows for an object without modified or created (an SCO).
+    date_added: Sequence[int | None] = ()
 
 
 # Asked, inside the write transaction, about each new version whose id other nations hold (in any

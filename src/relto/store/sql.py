@@ -111,6 +111,7 @@ class _Held:
     marking_set: int
     type: str
     shape: bytes | None
+    date_added: int
 
     def holding(self) -> Holding:
         return Holding(
@@ -377,9 +378,10 @@ class SQLStore:
                     o.c.marking_set,
                     o.c.type,
                     o.c.shape,
+                    o.c.date_added,
                 ).where(o.c.collection.in_(collections), o.c.stix_id.in_(chunk))
                 for row in conn.execute(query):
-                    held.setdefault(row.stix_id, []).append(_Held(*row))
+                    held.setdefault(row.stix_id, []).append(_Held(*tuple(row)))
             here = {
                 (h.stix_id, h.originator, h.version): h
                 for hs in held.values()
@@ -462,6 +464,7 @@ class SQLStore:
                     v.marking_set,
                     v.type,
                     v.shape,
+                    date_added,
                 )
                 here[(v.stix_id, v.originator, v.version)] = new
                 held.setdefault(v.stix_id, []).append(new)
@@ -516,7 +519,13 @@ class SQLStore:
                 for v in revocations:
                     self._revoke_older(conn, collection_id, v)
                 self._ring(conn, collection_id)
-            outcome = Appended(stored=stored, refused=refused)
+            # The date_added of each input's version, stored now or before (None when refused): the version TAXII
+            # shows for an object without modified or created (an SCO).
+            added = [
+                None if i in refused else getattr(here.get((v.stix_id, v.originator, v.version)), "date_added", None)
+                for i, v in enumerate(versions)
+            ]
+            outcome = Appended(stored=stored, refused=refused, date_added=added)
             if status is not None:
                 kept = status(outcome)
                 conn.execute(
@@ -914,7 +923,9 @@ def _build_select(
         # has_newer is false for most rows: only versions with a newer one need the correlated probe.
         choices.append(o.c.has_newer.is_(False) | ~hidden_by_other if mode == "last" else ~hidden_by_other)
     if by_stamps:
-        choices.append(o.c.version.in_(bindparam("stamps", expanding=True)))
+        # A version without version_text (an SCO) is known by its date_added (docs/interop.md).
+        stamped = o.c.version_text.is_not(None) & o.c.version.in_(bindparam("stamps", expanding=True))
+        choices.append(stamped | (o.c.version_text.is_(None) & o.c.date_added.in_(bindparam("stamps", expanding=True))))
     if choices:
         where.append(or_(*choices))
     return select(*columns).where(*where)

@@ -28,7 +28,35 @@ def parse_envelope(body: bytes) -> list[Any]:
 
 def version_of(v: StoredVersion) -> str:
     """The TAXII `version` of a stored version: its modified (or created), else its date_added."""
-    return v.version_text or format_timestamp(v.date_added)
+    return taxii_version(v.version_text, v.date_added)
+
+
+def taxii_version(version_text: str | None, date_added: int | None) -> str:
+    """An object's TAXII version (TAXII 2.1 section 3.4.1, match `version`): its `modified`, else `created`;
+    an object with neither (an SCO) is known by its `date_added`, the one value this server keeps for it."""
+    if version_text:
+        return version_text
+    return format_timestamp(date_added) if date_added is not None else ""
+
+
+def version_order(rows: Sequence[StoredVersion]) -> list[int]:
+    """The order to list a page in: each object's versions oldest first, in the places its versions took in
+    arrival order. Objects keep their date_added order (TAXII 2.1 section 3.3) and the page keeps exactly its
+    versions (the cursor is a sequence: nothing is skipped or repeated across pages)."""
+    places: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        places.setdefault(row.stix_id, []).append(i)
+    order = list(range(len(rows)))
+    for slots in places.values():
+        if len(slots) > 1:
+            by_version = sorted(slots, key=lambda i: (_version_key(rows[i]), rows[i].seq))
+            for slot, i in zip(slots, by_version, strict=True):
+                order[slot] = i
+    return order
+
+
+def _version_key(v: StoredVersion) -> int:
+    return v.version if v.version_text is not None else v.date_added
 
 
 def envelope(bodies: Sequence[bytes], more: bool, next_cursor: str | None) -> bytes:

@@ -37,14 +37,17 @@ def parse_filters(
     allowed: set[str] | None = None,
     default_versions: tuple[str, ...] = ("last",),
 ) -> Filters:
-    """Parse the query string of a read endpoint; unknown or malformed parameters are a 400."""
+    """Parse the query string of a read endpoint: a malformed value of a parameter it takes (`allowed`,
+    default every TAXII one) is a 400; parameters it does not take are ignored.
+
+    TAXII 2.1 section 3.4 lets servers ignore match fields they do not understand and says nothing of other
+    unknown parameters; ignoring them all keeps cache-busters and other servers' fields from breaking reads.
+    """
+    permitted = _KNOWN if allowed is None else allowed
     grouped: dict[str, list[str]] = {}
     for key, value in params:
-        grouped.setdefault(key, []).append(value)
-    permitted = _KNOWN if allowed is None else allowed
-    for key in grouped:
-        if key not in permitted:
-            raise InvalidRequest(f"unknown query parameter {key!r}; this endpoint takes {', '.join(sorted(permitted))}")
+        if key in permitted:
+            grouped.setdefault(key, []).append(value)
     added_after = None
     if "added_after" in grouped:
         try:
