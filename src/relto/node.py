@@ -554,7 +554,9 @@ class Node:
             examined += len(rows)
             released = self.release(party, collection_id, rows)
             kept.extend((r, b) for r, b in zip(rows, released, strict=True) if b is not None)
-            if not more or len(kept) >= limit or examined >= limit * _PAGE_EXAMINE:
+            # Past the bound a page ends as soon as it holds something: never empty while more follow (a
+            # client would ask again from the same place, or page on with limit 0, as taxii2-client does).
+            if not more or len(kept) >= limit or (kept and examined >= limit * _PAGE_EXAMINE):
                 break
         cursor = self.cursors.seal(after, collection_id) if more and after is not None else None
         return Page([r for r, _ in kept], [b for _, b in kept], more, cursor, last_added)
