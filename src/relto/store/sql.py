@@ -508,11 +508,11 @@ class SQLStore:
                         )
                         .values(has_newer=True)
                     )
-                for stix_id, _ in newly_shared:
-                    # Every copy of an id held by several nations is marked, so reads choose among them.
+                # Every copy of an id held by several nations is marked, so reads choose among them.
+                for chunk in _chunks(sorted({stix_id for stix_id, _ in newly_shared}), 500):
                     conn.execute(
                         update(o)
-                        .where(o.c.collection == collection_id, o.c.stix_id == stix_id, o.c.shared.is_(False))
+                        .where(o.c.collection == collection_id, o.c.stix_id.in_(chunk), o.c.shared.is_(False))
                         .values(shared=True)
                     )
                 clock.write(conn)
