@@ -128,16 +128,65 @@ def publish(h: Harness, s: Scenario) -> tuple[str, dict[int, str]]:
         if defs:
             obj["object_marking_refs"] = [d["id"] for d in defs]
         status = h.post(h.token(v.publisher), coll, [*defs, obj])
-        assert status["failure_count"] == 0, status
+        refused = [f for f in status["failures"] if f["id"] == ids[v.object]]
+        assert (v in stored_versions(s)[1].values()) == (v not in refusals(s)), status
+        assert bool(refused) == (v in refusals(s)), status
+        assert len(status["failures"]) == len(refused), status
     return coll, ids
 
 
-def stored_versions(s: Scenario) -> dict[tuple[int, int], Version]:
-    """(object, minute) -> the version the node keeps: the first one posted (later duplicates are no-ops)."""
-    kept: dict[tuple[int, int], Version] = {}
+def same_markings(a: Version, b: Version) -> bool:
+    return set(a.markings) == set(b.markings) and a.tlp == b.tlp
+
+
+def copies_of(s: Scenario) -> tuple[dict[tuple[int, str], dict[int, Version]], list[tuple[int, str]]]:
+    """docs/security.md, "Copies": each (object, publishing nation) is a copy. A version joins its publisher's copy
+    unless that copy already holds the version (the same markings: a no-op; other markings: refused), or the
+    publisher has no copy and may see (at SECRET, its tokens' clearance) a version of another nation's copy
+    (refused: the object belongs to that nation). Returns the copies and their order of creation (the rank)."""
+    copies: dict[tuple[int, str], dict[int, Version]] = {}
+    order: list[tuple[int, str]] = []
     for v in s.versions:
-        kept.setdefault((v.object, v.minute), v)
-    return kept
+        key = (v.object, v.publisher)
+        if key in copies:
+            copies[key].setdefault(v.minute, v)
+            continue
+        others = [w for (o, n), vs in copies.items() if o == v.object and n != v.publisher for w in vs.values()]
+        if any(reference_visible(v.publisher, 3, w, s) for w in others):
+            continue
+        copies[key] = {v.minute: v}
+        order.append(key)
+    return copies, order
+
+
+def refusals(s: Scenario) -> list[Version]:
+    """The posts the node answers with a failure entry."""
+    copies, _ = copies_of(s)
+    out = []
+    for v in s.versions:
+        kept = copies.get((v.object, v.publisher), {}).get(v.minute)
+        if kept is None or (kept is not v and not same_markings(kept, v)):
+            out.append(v)
+    return out
+
+
+def stored_versions(s: Scenario) -> tuple[list[tuple[int, str]], dict[tuple[int, str, int], Version]]:
+    """The copies in rank order, and (object, nation, minute) -> the version the node keeps."""
+    copies, order = copies_of(s)
+    return order, {(o, n, m): v for (o, n), vs in copies.items() for m, v in vs.items()}
+
+
+def seen_by(nation: str, clearance: int, s: Scenario) -> set[tuple[int, int]]:
+    """(object, minute) of the versions a party receives: of each object, one copy (its own nation's if it may see
+    a version of it, else the first created of those it may see), and of that copy the versions it may see."""
+    order, kept = stored_versions(s)
+    visible = {k: v for k, v in kept.items() if reference_visible(nation, clearance, v, s)}
+    out: set[tuple[int, int]] = set()
+    for obj in {o for o, _, _ in visible}:
+        nations = [n for o, n in order if o == obj and any(k[:2] == (o, n) for k in visible)]
+        chosen = nation if nation in nations else nations[0]
+        out |= {(o, m) for o, n, m in visible if o == obj and n == chosen}
+    return out
 
 
 def read_all(h: Harness, token: str, path: str, key: str, **params: Any) -> list[Any]:
@@ -156,12 +205,11 @@ def read_all(h: Harness, token: str, path: str, key: str, **params: Any) -> list
 
 def check(h: Harness, s: Scenario) -> None:
     coll, ids = publish(h, s)
-    kept = stored_versions(s)
     base = f"/api/collections/{coll}/"
     for nation in NATIONS:
         for clearance in range(4):
             token = h.token(nation, DEFAULT_LEVELS[clearance])
-            seen = {k: v for k, v in kept.items() if reference_visible(nation, clearance, v, s)}
+            seen = seen_by(nation, clearance, s)
             expect_last = {}
             for obj, minute in sorted(seen):
                 expect_last[ids[obj]] = minute

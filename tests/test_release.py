@@ -380,13 +380,14 @@ def test_preview_never_shows_the_requester_more_than_its_own_view(
     actor["granular_markings"] = [{"selectors": ["description"], "marking_ref": both["id"]}]
     h.post(writer, coll, [actor])
     path = f"/api/collections/{coll}/objects/{actor['id']}/preview/"
-    # USA would receive everything, but the CONFIDENTIAL GBR writer sees neither the SECRET field nor the id of
-    # the USA-only source, so the preview leaves both out and says so.
+    # USA would receive everything, but the CONFIDENTIAL GBR writer does not see the SECRET field, so the preview
+    # leaves it out and says so. The reference to the USA-only source stays: GBR wrote it (docs/security.md, a
+    # nation's own versions are never reference-trimmed for it).
     shown = h.get(writer, path, nation="USA").json()
     assert shown["released"] is True and "above your own view" in shown["note"]
-    assert shown["objects"] == [
-        {k: v for k, v in actor.items() if k not in ("description", "created_by_ref", "granular_markings")}
-    ]
-    # A SECRET GBR writer still cannot see the USA-only source.
+    assert shown["objects"] == [{k: v for k, v in actor.items() if k not in ("description", "granular_markings")}]
     full = h.get(t["GBR"], path, nation="USA").json()
-    assert "created_by_ref" not in full["objects"][0] and full["objects"][0]["description"] == "secret"
+    assert full["objects"][0]["created_by_ref"] == usa_only["id"] and full["objects"][0]["description"] == "secret"
+    # KOR, which the source is hidden from, would receive the actor without it.
+    kor = h.get(t["GBR"], path, nation="KOR").json()
+    assert "created_by_ref" not in kor["objects"][0]
