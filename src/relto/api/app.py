@@ -30,7 +30,6 @@ from relto.domain.parties import Party
 from relto.domain.tearline import mark_objects, parse_mark_request
 from relto.domain.timestamps import format_timestamp
 from relto.node import Node, Page
-from relto.store.postgres import CHANNEL
 from relto.stream.doorbell import listen
 from relto.stream.feed import Feeds
 from relto.stream.subscriber import Subscription, frames, parse_after
@@ -67,8 +66,8 @@ def create_app(node: Node) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ringer = feeds.threadsafe_ringer(asyncio.get_running_loop())
         node.on_write.append(ringer)
-        url = node.store.doorbell_url()
-        listener = asyncio.create_task(listen(url, CHANNEL, feeds.ring)) if url else None
+        bell = node.store.doorbell()
+        listener = asyncio.create_task(listen(bell.url, bell.channel, feeds.ring)) if bell else None
         try:
             yield
         finally:
