@@ -60,13 +60,13 @@ def create_app(node: Node) -> FastAPI:
     """Build the ASGI app for one node."""
     settings = node.settings
     budget = ByteBudget(settings.publish_bytes_at_once)
-    feeds = Feeds(node.store, ring_size=settings.stream_ring_size, poll_seconds=settings.stream_poll_ms / 1000)
+    feeds = Feeds(node, ring_size=settings.stream_ring_size, poll_seconds=settings.stream_poll_ms / 1000)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ringer = feeds.threadsafe_ringer(asyncio.get_running_loop())
         node.on_write.append(ringer)
-        bell = node.store.doorbell()
+        bell = node.doorbell()
         listener = asyncio.create_task(listen(bell.url, bell.channel, feeds.ring)) if bell else None
         try:
             yield
@@ -325,7 +325,7 @@ def _marked(node: Node, body: bytes) -> bytes:
         fields=request.fields,
         replace=request.replace,
         ladder=node.ladder,
-        communities=membership_index(node.store.communities(), datetime.now(UTC).date()),
+        communities=membership_index(node.communities(), datetime.now(UTC).date()),
     )
     return orjson.dumps({**marked.envelope(), "warnings": list(marked.warnings)})
 

@@ -32,7 +32,7 @@ from relto.node.policy import PolicyView
 from relto.node.publisher import Publisher
 from relto.node.releaser import Candidate, Releaser
 from relto.settings import Settings
-from relto.store.base import CollectionRecord, Store, StoredVersion, VersionQuery
+from relto.store.base import CollectionRecord, Doorbell, Event, Store, StoredVersion, VersionQuery
 from relto.taxii.cursors import Cursors, new_key
 from relto.taxii.filters import Filters
 
@@ -108,6 +108,10 @@ class Node:
     def marking_set(self, set_id: int) -> MarkingSet:
         """A marking set by id."""
         return self.policy.marking_set(set_id)
+
+    def communities(self) -> list[Community]:
+        """All communities with their membership history, as stored now."""
+        return self.store.communities()
 
     def put_community(self, community: Community) -> None:
         """Create or replace a community; this process's policy follows at once, others' within a second."""
@@ -253,6 +257,44 @@ class Node:
     ) -> list[bytes | None]:
         """What each version is released to this party as, or None when it is withheld (see Releaser)."""
         return self.releaser.release(party, collection_id, versions, read_at)
+
+    # the live stream ----------------------------------------------------------------------------------
+    def head(self) -> int:
+        """The last sequence handed out (objects and deletions): where a new stream starts."""
+        return self.store.head()
+
+    def seq_at(self, date_added: int) -> int:
+        """The last sequence added at or before `date_added`: where a stream from a time starts."""
+        return self.store.seq_at(date_added)
+
+    def doorbell(self) -> Doorbell | None:
+        """Where other processes' writes ring (None: poll)."""
+        return self.store.doorbell()
+
+    def tail(self, collection_id: str, after_seq: int, limit: int) -> tuple[list[Event], int]:
+        """A collection's events after `after_seq`, unfiltered, for the process's shared feed (which releases
+        nothing itself: each subscriber's events go through `stream_release`); and how far the answer goes."""
+        return self.store.events(collection_id, after_seq, limit, None)
+
+    def catch_up(self, party: Party, collection_id: str, after_seq: int, limit: int) -> tuple[list[Event], int]:
+        """A collection's events after `after_seq` in marking sets the party may see (the policy is inside
+        the store query, as for TAXII reads); and how far the answer goes."""
+        return self.store.events(collection_id, after_seq, limit, self.visible_sets(party))
+
+    def stream_release(
+        self, party: Party, collection_id: str, events: Sequence[Event], read_at: float | None = None
+    ) -> list[bytes | None]:
+        """What each event is released to the party as (None: withheld), recorded as the exit path "stream".
+        A deletion is told exactly to the parties its version was released to."""
+        released = self.release(party, collection_id, events, read_at)
+        items = [
+            (e.stix_id, e.version_text)
+            for e, b in zip(events, released, strict=True)
+            if b is not None and e.body is not None
+        ]
+        if items:
+            self.record(party, "stream", collection_id, items)
+        return released
 
     # delete and preview -------------------------------------------------------------------------------
     def delete_object(self, party: Party, collection_id: str, object_id: str, filters: Filters) -> int:
