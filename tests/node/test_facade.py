@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from relto.domain.levels import Ladder
 from relto.domain.markings import releasability_marking
 from relto.domain.parties import Party
 from relto.node import Node
-from tests.conftest import make_node
 
 LADDER = Ladder()
 GBR = Party(token_id=1, nation="GBR", clearance=LADDER.rank("SECRET"), can_write=True)
@@ -20,13 +15,6 @@ KOR = Party(token_id=3, nation="KOR", clearance=LADDER.rank("SECRET"), can_write
 WIDE = releasability_marking("UNCLASSIFIED", ["GBR", "KOR", "USA"], LADDER)
 GBR_ONLY = releasability_marking("SECRET", ["GBR"], LADDER)
 T0 = "2024-10-18T09:00:00.000Z"
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    made = make_node(tmp_path)
-    yield made
-    made.close()
 
 
 def tool(n: int, marking: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from relto.domain.errors import InvalidObject
@@ -14,19 +11,11 @@ from relto.domain.parties import Party
 from relto.domain.stix import check_object
 from relto.node import Node
 from relto.store.base import Holding, NewVersion
-from tests.conftest import make_node
 
 LADDER = Ladder()
 GBR = Party(token_id=1, nation="GBR", clearance=LADDER.rank("SECRET"), can_write=True)
 USA = Party(token_id=2, nation="USA", clearance=LADDER.rank("SECRET"), can_write=True)
 REL_GBR_USA = releasability_marking("SECRET", ["GBR", "USA"], LADDER)
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    made = make_node(tmp_path)
-    yield made
-    made.close()
 
 
 def actor(*refs: str) -> dict[str, object]:

@@ -5,24 +5,15 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from relto.domain.markings import MarkingSet
 from relto.domain.parties import Party
 from relto.node import Node
-from tests.conftest import make_node
 
 READERS = 4
 NEW_SETS = 150
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    made = make_node(tmp_path)
-    yield made
-    made.close()
 
 
 @pytest.fixture

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from relto.domain.levels import Ladder
 from relto.domain.markings import releasability_marking
@@ -15,7 +12,6 @@ from relto.domain.parties import Party
 from relto.node import Node
 from relto.store.base import VersionQuery
 from relto.taxii.filters import Filters
-from tests.conftest import make_node
 
 LADDER = Ladder()
 SECRET = LADDER.rank("SECRET")
@@ -25,13 +21,6 @@ KOR = Party(token_id=3, nation="KOR", clearance=SECRET, can_write=True)
 WIDE = releasability_marking("UNCLASSIFIED", ["GBR", "KOR", "USA"], LADDER)
 GBR_ONLY = releasability_marking("SECRET", ["GBR"], LADDER)
 T0 = "2024-10-18T09:00:00.000Z"
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    made = make_node(tmp_path)
-    yield made
-    made.close()
 
 
 def sdo(kind: str, n: int, marking: dict[str, Any], **fields: Any) -> dict[str, Any]:
