@@ -67,13 +67,13 @@ def observables(count: int) -> list[Any]:
 @contextmanager
 def unchecked(node: Node) -> Iterator[None]:
     """The node without the ownership gate and the observable id check."""
-    gate, mismatch = node._gate, stix.id_mismatch
-    node._gate = lambda _party: None  # type: ignore[assignment,method-assign,return-value]
+    gate, mismatch = node.markings.gate, stix.id_mismatch
+    node.markings.gate = lambda _party: None  # type: ignore[assignment,method-assign,return-value]
     stix.id_mismatch = lambda _obj: None
     try:
         yield
     finally:
-        node._gate = gate  # type: ignore[method-assign]
+        node.markings.gate = gate  # type: ignore[method-assign]
         stix.id_mismatch = mismatch
 
 

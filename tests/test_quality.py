@@ -42,3 +42,11 @@ def test_web_framework_stays_inside_api() -> None:
             assert all("relto" not in line or "relto.domain" in line for line in imports), (
                 f"{rel} imports outside domain"
             )
+
+
+def test_api_knows_no_storage_back_end() -> None:
+    """The API reaches storage only through the Node (the doorbell included), never a back-end module."""
+    for path in (ROOT / "src" / "relto" / "api").rglob("*.py"):
+        text = path.read_text()
+        for backend in ("relto.store.postgres", "relto.store.sqlite", "relto.store.sql"):
+            assert backend not in text, f"{path.name} imports {backend}"

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-import relto.node
+import relto.node.authenticator
 from relto.domain.errors import InvalidRequest, Unauthenticated
 from relto.taxii.cursors import Cursors, new_key
 from tests.conftest import Harness
@@ -15,11 +15,11 @@ from tests.conftest import Harness
 
 def test_unknown_token_ids_do_not_grow_memory(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 9, class 9: every unknown key id used to stay in the token cache forever."""
-    monkeypatch.setattr(relto.node, "_TOKEN_CACHE", 50)
+    monkeypatch.setattr(relto.node.authenticator, "_TOKEN_CACHE", 50)
     for _ in range(300):
         with pytest.raises(Unauthenticated):
             harness.node.authenticate(f"rt_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}")
-    assert len(harness.node._tokens) <= 50
+    assert len(harness.node.authenticator) <= 50
     good = harness.token("GBR")
     assert harness.node.authenticate(good).nation == "GBR"
 

@@ -25,7 +25,7 @@ from typing import Any
 from relto.domain.audit import Decision, Item, PendingDecision
 from relto.domain.parties import Party
 from relto.domain.timestamps import format_timestamp, now_micros
-from relto.store.base import Store
+from relto.store.base import DecisionStore
 
 log = logging.getLogger("relto.decisions")
 
@@ -35,7 +35,7 @@ _REPEAT_FAILURE_LOG_SECONDS = 60.0  # a database that stays down is reported onc
 class DecisionLog:
     """Buffers decision records and writes them in the background, chained, in one transaction per flush."""
 
-    def __init__(self, store: Store, *, enabled: bool, flush_seconds: float) -> None:
+    def __init__(self, store: DecisionStore, *, enabled: bool, flush_seconds: float) -> None:
         if flush_seconds <= 0:
             raise ValueError("flush_seconds must be positive")
         self.store = store
@@ -137,7 +137,7 @@ class DecisionLog:
         )
 
 
-def all_decisions(store: Store, after_seq: int = 0, batch: int = 100) -> Iterator[Decision]:
+def all_decisions(store: DecisionStore, after_seq: int = 0, batch: int = 100) -> Iterator[Decision]:
     """Every decision record after `after_seq`, in seq order, read `batch` at a time (constant memory)."""
     while True:
         page = store.decisions(after_seq, batch)

@@ -30,7 +30,6 @@ from relto.domain.parties import Party
 from relto.domain.tearline import mark_objects, parse_mark_request
 from relto.domain.timestamps import format_timestamp
 from relto.node import Node, Page
-from relto.store.postgres import CHANNEL
 from relto.stream.doorbell import listen
 from relto.stream.feed import Feeds
 from relto.stream.subscriber import Subscription, frames, parse_after
@@ -61,14 +60,14 @@ def create_app(node: Node) -> FastAPI:
     """Build the ASGI app for one node."""
     settings = node.settings
     budget = ByteBudget(settings.publish_bytes_at_once)
-    feeds = Feeds(node.store, ring_size=settings.stream_ring_size, poll_seconds=settings.stream_poll_ms / 1000)
+    feeds = Feeds(node, ring_size=settings.stream_ring_size, poll_seconds=settings.stream_poll_ms / 1000)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ringer = feeds.threadsafe_ringer(asyncio.get_running_loop())
         node.on_write.append(ringer)
-        url = node.store.doorbell_url()
-        listener = asyncio.create_task(listen(url, CHANNEL, feeds.ring)) if url else None
+        bell = node.doorbell()
+        listener = asyncio.create_task(listen(bell.url, bell.channel, feeds.ring)) if bell else None
         try:
             yield
         finally:
@@ -326,7 +325,7 @@ def _marked(node: Node, body: bytes) -> bytes:
         fields=request.fields,
         replace=request.replace,
         ladder=node.ladder,
-        communities=membership_index(node.store.communities(), datetime.now(UTC).date()),
+        communities=membership_index(node.communities(), datetime.now(UTC).date()),
     )
     return orjson.dumps({**marked.envelope(), "warnings": list(marked.warnings)})
 

@@ -174,6 +174,14 @@ Gate = Callable[[NewVersion, Sequence[Holding]], str | None]
 
 
 @dataclass(frozen=True, slots=True)
+class Doorbell:
+    """Where other processes' committed writes ring: a PostgreSQL URL to LISTEN on, and the channel."""
+
+    url: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatusRow:
     """A status resource to keep, written in the same transaction as the versions it reports."""
 
@@ -183,13 +191,9 @@ class StatusRow:
     body: bytes
 
 
-class Store(Protocol):
-    """Everything the node asks of its database."""
+class NodeStore(Protocol):
+    """The node's identity and its secrets."""
 
-    def close(self) -> None:
-        """Release connections."""
-
-    # node
     def initialised(self) -> bool:
         """Whether `relto init` has run on this database."""
 
@@ -202,7 +206,10 @@ class Store(Protocol):
     def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
         """A node secret kept in the database (made by `make` the first time it is asked for)."""
 
-    # tokens
+
+class TokenStore(Protocol):
+    """Tokens (the secret only as a hash)."""
+
     def add_token(self, record: TokenRecord) -> int:
         """Store a token (its hash) and return its id."""
 
@@ -215,7 +222,10 @@ class Store(Protocol):
     def revoke_token(self, key_id: str, when: int) -> bool:
         """Mark a token revoked; False if there is none with that key id."""
 
-    # communities
+
+class PolicyStore(Protocol):
+    """The policy's data: communities, marking sets and marking definitions."""
+
     def communities(self) -> list[Community]:
         """All communities with their membership history."""
 
@@ -225,17 +235,6 @@ class Store(Protocol):
     def policy_generation(self) -> tuple[int, int]:
         """(number of marking sets, communities generation): changes when compiled policy must be rebuilt."""
 
-    # collections
-    def add_collection(self, record: CollectionRecord) -> None:
-        """Create a collection."""
-
-    def collections(self) -> list[CollectionRecord]:
-        """All collections, sorted by id."""
-
-    def collection(self, collection_id: str) -> CollectionRecord | None:
-        """One collection, or None."""
-
-    # markings
     def marking_sets(self, after_id: int = 0) -> list[MarkingSet]:
         """Marking sets with an id above `after_id`, in id order."""
 
@@ -246,7 +245,23 @@ class Store(Protocol):
     def definitions(self, ids: Sequence[str]) -> list[Definition]:
         """Every nation's stored copy of the marking definitions among `ids`."""
 
-    # object versions
+
+class CollectionStore(Protocol):
+    """TAXII collections."""
+
+    def add_collection(self, record: CollectionRecord) -> None:
+        """Create a collection."""
+
+    def collections(self) -> list[CollectionRecord]:
+        """All collections, sorted by id."""
+
+    def collection(self, collection_id: str) -> CollectionRecord | None:
+        """One collection, or None."""
+
+
+class VersionStore(Protocol):
+    """Object versions: the one write path, the policy-filtered read, deletion, holdings of ids."""
+
     def append(
         self,
         collection_id: str,
@@ -270,11 +285,18 @@ class Store(Protocol):
     def delete(self, query: VersionQuery) -> int:
         """Delete the versions the query matches (limit ignored), leaving tombstones; return how many."""
 
+    def holdings(self, ids: Sequence[str]) -> list[Holding]:
+        """Every stored version of these ids, in any collection (deleted ones are not stored)."""
+
+
+class EventLog(Protocol):
+    """The collections' history in sequence order, for the live stream, and its doorbell."""
+
     def head(self) -> int:
         """The last sequence handed out (objects and deletions)."""
 
-    def doorbell_url(self) -> str | None:
-        """A PostgreSQL URL to LISTEN on for other processes' writes, or None (then subscribers poll)."""
+    def doorbell(self) -> Doorbell | None:
+        """Where to LISTEN for other processes' writes, or None (then subscribers poll)."""
 
     def events(
         self, collection_id: str, after_seq: int, limit: int, visible: frozenset[int] | None
@@ -282,15 +304,12 @@ class Store(Protocol):
         """Object versions and deletions after `after_seq`, in sequence order, only `visible` sets if given;
         and the sequence up to which the answer is complete (a cursor may move there)."""
 
-    def holdings(self, ids: Sequence[str]) -> list[Holding]:
-        """Every stored version of these ids, in any collection (deleted ones are not stored)."""
-
     def seq_at(self, date_added: int) -> int:
         """The last sequence (object or deletion) added at or before `date_added`."""
 
-    # statuses
-    def put_status(self, status_id: str, token_id: int, created: int, body: bytes) -> None:
-        """Keep a status resource."""
+
+class StatusStore(Protocol):
+    """TAXII status resources (written with the versions they report, by `append`)."""
 
     def status(self, status_id: str) -> tuple[int, bytes] | None:
         """(token id, body) of a status resource, or None."""
@@ -298,7 +317,10 @@ class Store(Protocol):
     def purge_statuses(self, older_than: int) -> int:
         """Forget statuses created before `older_than`; return how many."""
 
-    # decision log
+
+class DecisionStore(Protocol):
+    """The tamper-evident decision log."""
+
     def append_decisions(self, records: Sequence[PendingDecision]) -> list[Decision]:
         """Chain records after the last stored one and store them, in one transaction under the write lock."""
 
@@ -322,3 +344,20 @@ class Store(Protocol):
 
     def decision_head(self) -> tuple[int, str]:
         """(seq, hash) of the last decision record; (0, 64 zeros) when there is none."""
+
+
+class Store(
+    NodeStore,
+    TokenStore,
+    PolicyStore,
+    CollectionStore,
+    VersionStore,
+    EventLog,
+    StatusStore,
+    DecisionStore,
+    Protocol,
+):
+    """Everything the node asks of its database: each part of the node asks only for the role it needs."""
+
+    def close(self) -> None:
+        """Release connections."""

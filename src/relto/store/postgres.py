@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, create_engine, text
 
+from relto.store.base import Doorbell
 from relto.store.sql import SQLStore
 
 # Every write transaction takes this transaction-scoped advisory lock first. Writers (in any process) are
@@ -42,6 +43,6 @@ class PostgresStore(SQLStore):
         # Delivered to every listening process when (and only if) this transaction commits.
         conn.execute(text("SELECT pg_notify(:channel, :collection)"), {"channel": CHANNEL, "collection": collection_id})
 
-    def doorbell_url(self) -> str | None:
-        """The URL a LISTEN connection should use (psycopg's own form)."""
-        return self._url
+    def doorbell(self) -> Doorbell | None:
+        """LISTEN on CHANNEL, at the URL in psycopg's own form."""
+        return Doorbell(self._url, CHANNEL)

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
-from relto.store.sql import INSERT_COLUMNS, SQLStore
+from relto.store.sql import SQLStore
+from relto.store.sqlcore import INSERT_COLUMNS
 
 
 def sqlite_engine(path: Path | str, *, synchronous: str = "FULL") -> Engine:

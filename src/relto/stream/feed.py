@@ -1,7 +1,7 @@
 """Fan-out: one task per collection reads new events from the store and keeps the newest in a ring.
 
 The database is the log. A doorbell (this process's writes, or PostgreSQL NOTIFY from other processes) wakes
-the feed; the feed reads events after its head through the store and wakes its subscribers. A lost or late
+the feed; the feed reads events after its head through the node and wakes its subscribers. A lost or late
 doorbell only delays events: the feed also polls. Subscribers never get their own copy of an event, so a slow
 one costs no memory; one that falls out of the ring is cut and resumes from its cursor.
 """
@@ -14,17 +14,30 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
-from relto.store.base import Event, Store
+from relto.store.base import Event
 
 log = logging.getLogger("relto.stream")
+
+
+class Tail(Protocol):
+    """Where a feed reads a collection's events (the Node: every read of the stream goes through it)."""
+
+    def head(self) -> int:
+        """The last sequence handed out."""
+        ...
+
+    def tail(self, collection_id: str, after_seq: int, limit: int) -> tuple[list[Event], int]:
+        """Events after `after_seq`, unfiltered, and the sequence up to which the answer is complete."""
+        ...
 
 
 class Feed:
     """The shared tail of one collection."""
 
-    def __init__(self, store: Store, collection_id: str, *, ring_size: int, poll_seconds: float) -> None:
-        self.store = store
+    def __init__(self, source: Tail, collection_id: str, *, ring_size: int, poll_seconds: float) -> None:
+        self.source = source
         self.collection_id = collection_id
         self.ring: deque[Event] = deque()
         self.ring_size = ring_size
@@ -40,7 +53,7 @@ class Feed:
 
     async def start(self) -> None:
         """Begin at the store's current head: subscribers older than that catch up from the store."""
-        self.head = self.floor = await asyncio.to_thread(self.store.head)
+        self.head = self.floor = await asyncio.to_thread(self.source.head)
         self._task = asyncio.create_task(self._run(), name=f"relto-feed-{self.collection_id}")
 
     def ring_doorbell(self) -> None:
@@ -78,7 +91,7 @@ class Feed:
 
     async def _read_new(self) -> None:
         while True:
-            events, covered = await asyncio.to_thread(self.store.events, self.collection_id, self.head, 1000, None)
+            events, covered = await asyncio.to_thread(self.source.tail, self.collection_id, self.head, 1000)
             self.read_at = time.monotonic()
             for event in events:
                 if len(self.ring) >= self.ring_size:
@@ -102,8 +115,8 @@ class Feed:
 class Feeds:
     """The feeds of one process, created on first subscription, rung by every doorbell."""
 
-    def __init__(self, store: Store, *, ring_size: int, poll_seconds: float) -> None:
-        self.store = store
+    def __init__(self, source: Tail, *, ring_size: int, poll_seconds: float) -> None:
+        self.source = source
         self.ring_size = ring_size
         self.poll_seconds = poll_seconds
         self._feeds: dict[str, Feed] = {}
@@ -113,7 +126,7 @@ class Feeds:
         async with self._lock:
             feed = self._feeds.get(collection_id)
             if feed is None:
-                feed = Feed(self.store, collection_id, ring_size=self.ring_size, poll_seconds=self.poll_seconds)
+                feed = Feed(self.source, collection_id, ring_size=self.ring_size, poll_seconds=self.poll_seconds)
                 await feed.start()
                 self._feeds[collection_id] = feed
             return feed

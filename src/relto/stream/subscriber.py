@@ -46,9 +46,8 @@ def render(node: Node, party: Party, collection_id: str, events: list[Event], re
 
     May ask the store (references to check); call it off the event loop when any event has a shape.
     """
-    released = node.release(party, collection_id, events, read_at)
+    released = node.stream_release(party, collection_id, events, read_at)
     out: list[bytes] = []
-    items: list[tuple[str, str | None]] = []
     for e, body in zip(events, released, strict=True):
         if body is None:
             continue
@@ -58,9 +57,6 @@ def render(node: Node, party: Party, collection_id: str, events: list[Event], re
             out.append(frame("deleted", orjson.dumps(doc), cursor))
         else:
             out.append(frame("object", body, cursor))
-            items.append((e.stix_id, e.version_text))
-    if items:
-        node.decisions.record(party, "stream", collection_id, items)
     return b"".join(out)
 
 
@@ -100,8 +96,7 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
                 yield frame("lagged", orjson.dumps(notice), sealed)
                 return
             # Catching up: the policy is inside the store query, as for TAXII reads.
-            visible = node.visible_sets(party)
-            events, covered = await asyncio.to_thread(node.store.events, sub.collection_id, cursor, BATCH, visible)
+            events, covered = await asyncio.to_thread(node.catch_up, party, sub.collection_id, cursor, BATCH)
             unknown = max((e.marking_set for e in events), default=0) > node.known_max_set
             visible = node.visible_sets(party, refresh=unknown)
             out = await _render(node, party, sub.collection_id, [e for e in events if _wanted(e, sub, visible)])
@@ -138,5 +133,5 @@ def parse_after(node: Node, collection_id: str, value: str | None, added_after: 
     if value:
         return node.cursors.open(value, collection_id)
     if added_after is not None:
-        return node.store.seq_at(added_after)
-    return node.store.head()
+        return node.seq_at(added_after)
+    return node.head()

@@ -1,0 +1,174 @@
+"""The releaser: what each version that passed the store's policy filter is released to a party as.
+
+Every exit path asks it (TAXII reads, single objects, versions, deletion's check, preview, the live stream):
+the copy chosen when several nations hold an id, fields marked narrower than the party may see removed,
+references to objects hidden from it removed, versions that would lose a required reference withheld
+(docs/tearlines.md, docs/security.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import orjson
+
+from relto.domain import redact
+from relto.domain.parties import Party
+from relto.node.policy import PolicyView
+from relto.store.base import Holding, VersionStore
+
+
+class Candidate(Protocol):
+    """A stored version or tombstone as the release step needs it (StoredVersion and Event are ones).
+
+    A tombstone has no body; its `skeleton` stands in for it when judging whether it was released."""
+
+    @property
+    def stix_id(self) -> str: ...
+    @property
+    def body(self) -> bytes | None: ...
+    @property
+    def shape(self) -> bytes | None: ...
+    @property
+    def originator(self) -> str: ...
+    @property
+    def copy_rank(self) -> int: ...
+    @property
+    def shared(self) -> bool: ...
+
+
+class Releaser:
+    """Copy choice, field trimming, hidden references and withholding, asked by every exit path."""
+
+    def __init__(self, versions: VersionStore, policy: PolicyView) -> None:
+        self.versions = versions
+        self.policy = policy
+
+    def release(
+        self, party: Party, collection_id: str, versions: Sequence[Candidate], read_at: float | None = None
+    ) -> list[bytes | None]:
+        """What each version is released to this party as, or None when it is withheld.
+
+        A party that may see several nations' copies of an id is given one (its own nation's, else the first
+        published); fields marked narrower than the party may see are removed, and references to objects
+        hidden from it, except in its own nation's versions (it wrote them: trimming them would only tell it
+        what the node holds). Most versions need nothing: their stored body goes out unparsed. A tombstone
+        (no body) is judged on its skeleton: anything but None means it was released. `read_at`
+        (time.monotonic()) is when the versions were read from the store, if known: a policy refreshed since
+        then need not be again.
+        """
+        out: list[bytes | None] = [
+            v.body if v.body is not None else (getattr(v, "skeleton", None) or b"{}") for v in versions
+        ]
+        if any(v.shared for v in versions):
+            chosen = self._chosen_copies(party, collection_id, versions)
+            out = [
+                None if v.shared and chosen.get(v.stix_id) != v.originator else b
+                for v, b in zip(versions, out, strict=True)
+            ]
+        if all(v.shape is None for v in versions):
+            return out
+        visible = self.policy.sees(party, read_at)
+        if visible is None:
+            return out
+        shapes = [None if v.shape is None else redact.Shape.decode(v.shape) for v in versions]
+        foreign = [s if v.originator != party.nation else None for v, s in zip(versions, shapes, strict=True)]
+        hidden = self.hidden_in(party, visible, foreign)
+        return _trim(party, versions, out, shapes, visible, hidden)
+
+    def cut_for_both(
+        self, target: Party, requester: Party, originator: str, body: bytes, shape: bytes | None
+    ) -> bytes | None:
+        """A version as `target` receives it, cut again by what `requester` may see (preview's answer: it
+        shows the requester nothing it may not see itself); None when nothing of it is left."""
+        parsed = redact.Shape.decode(shape)
+        target_sets, my_sets = self.policy.sees(target), self.policy.sees(requester)
+        if target_sets is None and my_sets is None:
+            return body
+        every = self.policy.every_set()
+        sets = (every if target_sets is None else target_sets) & (every if my_sets is None else my_sets)
+        hidden: set[str] = set()
+        for who, seen in ((target, target_sets), (requester, my_sets)):
+            if originator != who.nation:
+                hidden |= self.hidden_in(who, seen, [parsed])
+        fields = [selector for set_id, selector in parsed.fields if set_id not in sets]
+        ids = hidden.intersection(parsed.references)
+        if not fields and not ids:
+            return body
+        released = redact.redact(orjson.loads(body), fields, ids, nested=parsed.nested)
+        return None if released is None else orjson.dumps(released)
+
+    def _chosen_copies(self, party: Party, collection_id: str, versions: Sequence[Candidate]) -> dict[str, str]:
+        """For each id held by several nations, whose copy this party is shown: its own nation's if it may see
+        it, else the first published (lowest rank) of those it may see. Decided from what it may see alone."""
+        ids = {v.stix_id for v in versions if v.shared}
+        visible = self.policy.visible_sets(party)
+        ranks: dict[str, dict[str, int]] = {}
+        for v in versions:  # the candidates themselves passed the policy filter (tombstones included)
+            if v.shared:
+                ranks.setdefault(v.stix_id, {})[v.originator] = v.copy_rank
+        for stix_id, hs in self._holdings(ids).items():
+            for h in hs:
+                if h.collection == collection_id and h.marking_set in visible:
+                    ranks.setdefault(stix_id, {})[h.originator] = h.copy_rank
+        chosen = {}
+        for stix_id, by_nation in ranks.items():
+            chosen[stix_id] = (
+                party.nation if party.nation in by_nation else min(by_nation, key=lambda n: (by_nation[n], n))
+            )
+        return chosen
+
+    def hidden_in(
+        self, party: Party, visible: frozenset[int] | None, shapes: Sequence[redact.Shape | None]
+    ) -> set[str]:
+        """The ids these shapes reference that are hidden from a party seeing `visible` (None: every set)."""
+        wanted = {ref for s in shapes if s is not None for ref in s.references}
+        return self._hidden(party, visible, wanted) if wanted and visible is not None else set()
+
+    def _hidden(self, party: Party, visible: frozenset[int], ids: set[str]) -> set[str]:
+        """The ids among `ids` hidden from a party that sees `visible` (docs/tearlines.md, rules 1 and 2)."""
+        holdings = self._holdings(ids)
+        hidden = {i for i, hs in holdings.items() if not any(h.marking_set in visible for h in hs)}
+        endpoints: dict[str, tuple[str, ...]] = {}
+        for stix_id, hs in holdings.items():
+            seen = [h for h in hs if h.marking_set in visible and h.type in ("relationship", "sighting")]
+            # Rule 2 never hides a party's own relationship from it: it knows what it named.
+            if stix_id not in hidden and seen and not any(h.originator == party.nation for h in seen):
+                newest = max(seen, key=lambda h: h.version)
+                endpoints[stix_id] = redact.Shape.decode(newest.shape).endpoints
+        if endpoints:
+            unknown = {e for es in endpoints.values() for e in es} - holdings.keys()
+            ends = self._holdings(unknown) if unknown else {}
+            hidden_ends = hidden | {i for i, hs in ends.items() if not any(h.marking_set in visible for h in hs)}
+            hidden.update(i for i, es in endpoints.items() if any(e in hidden_ends for e in es))
+        return hidden
+
+    def _holdings(self, ids: set[str]) -> dict[str, list[Holding]]:
+        by_id: dict[str, list[Holding]] = {}
+        for h in self.versions.holdings(sorted(ids)):
+            by_id.setdefault(h.stix_id, []).append(h)
+        return by_id
+
+
+def _trim(
+    party: Party,
+    versions: Sequence[Candidate],
+    bodies: Sequence[bytes | None],
+    shapes: Sequence[redact.Shape | None],
+    visible: frozenset[int],
+    hidden: set[str],
+) -> list[bytes | None]:
+    out: list[bytes | None] = []
+    for v, body, shape in zip(versions, bodies, shapes, strict=True):
+        if shape is None or body is None:
+            out.append(body)
+            continue
+        fields = [selector for set_id, selector in shape.fields if set_id not in visible]
+        ids = hidden.intersection(shape.references) if hidden and v.originator != party.nation else set()
+        if not fields and not ids:
+            out.append(body)
+            continue
+        released = redact.redact(orjson.loads(body), fields, ids, nested=shape.nested or v.body is None)
+        out.append(None if released is None else orjson.dumps(released))
+    return out

@@ -1,0 +1,53 @@
+"""The releaser on a real store: copy choice, trimmed references, withheld relationships."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from relto.domain.levels import Ladder
+from relto.domain.markings import releasability_marking
+from relto.domain.parties import Party
+from relto.node import Node
+from relto.store.base import VersionQuery
+from relto.taxii.filters import Filters
+
+LADDER = Ladder()
+SECRET = LADDER.rank("SECRET")
+GBR = Party(token_id=1, nation="GBR", clearance=SECRET, can_write=True)
+USA = Party(token_id=2, nation="USA", clearance=SECRET, can_write=True)
+KOR = Party(token_id=3, nation="KOR", clearance=SECRET, can_write=True)
+WIDE = releasability_marking("UNCLASSIFIED", ["GBR", "KOR", "USA"], LADDER)
+GBR_ONLY = releasability_marking("SECRET", ["GBR"], LADDER)
+T0 = "2024-10-18T09:00:00.000Z"
+
+
+def sdo(kind: str, n: int, marking: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    uid = f"{kind}--00000000-0000-4000-8000-{n:012d}"
+    base = {"type": kind, "spec_version": "2.1", "id": uid, "created": T0, "modified": T0}
+    return {**base, "object_marking_refs": [marking["id"]], **fields}
+
+
+def test_hidden_references_are_trimmed_and_relationships_withheld(node: Node) -> None:
+    coll = node.add_collection("c").id
+    secret_source = sdo("identity", 1, GBR_ONLY, name="a source", identity_class="individual")
+    malware = sdo("malware", 2, WIDE, name="m", is_family=False, created_by_ref=secret_source["id"])
+    tool = sdo("tool", 3, GBR_ONLY, name="t")
+    uses = sdo("relationship", 4, WIDE, relationship_type="uses", source_ref=malware["id"], target_ref=tool["id"])
+    status = node.publish(GBR, coll, [WIDE, GBR_ONLY, secret_source, malware, tool, uses])
+    assert status["failure_count"] == 0, status
+    page = node.read(KOR, coll, Filters(limit=100, types=("malware", "relationship")))
+    assert [orjson.loads(b) for b in page.bodies] == [{k: v for k, v in malware.items() if k != "created_by_ref"}]
+    gbr = node.read(GBR, coll, Filters(limit=100, types=("malware", "relationship")))
+    assert [orjson.loads(b) for b in gbr.bodies] == [malware, uses]
+
+
+def test_a_party_is_shown_one_copy_of_an_id(node: Node) -> None:
+    coll = node.add_collection("c").id
+    node.publish(GBR, coll, [WIDE])
+    node.publish(USA, coll, [WIDE])
+    every_copy = VersionQuery(collection=coll, visible=node.visible_sets(KOR), ids=(WIDE["id"],), versions=("all",))
+    rows = node.store.read(every_copy)  # before release
+    released = node.release(KOR, coll, rows)
+    assert len(rows) == 2 and sum(b is not None for b in released) == 1
