@@ -7,7 +7,7 @@ of its canonical contents, so the same classification and REL TO give the same i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,16 @@ def canonical_rel_to(entries: Iterable[str]) -> tuple[str, ...]:
         else:
             out.add(check_community_name(item))
     return tuple(sorted(out))
+
+
+def check_rel_to_known(parties: Iterable[str], communities: Collection[str]) -> None:
+    """Raise unless each REL TO entry is a nation code or one of `communities` (names known to the node)."""
+    for entry in parties:
+        if len(entry) != 3 and entry not in communities:
+            raise ConfigurationError(
+                f"{entry!r} is neither a nation code (ISO 3166-1 alpha-3, e.g. GBR) nor a known community "
+                f"({', '.join(sorted(communities))})"
+            )
 
 
 def releasability_id(level: str, parties: tuple[str, ...]) -> str:
@@ -274,13 +284,3 @@ def combine(
         elif m.tlp is not None and (tlp is None or TLP_ORDER.index(m.tlp) > TLP_ORDER.index(tlp)):
             tlp = m.tlp
     return rank, (tuple(sorted(set(groups))) if groups else None), tlp
-
-
-def marking_banner(ms: MarkingSet, ladder: Ladder) -> str:
-    """A human banner such as 'SECRET REL TO GBR, KOR, NATO // TLP:AMBER'."""
-    if ms.rel_to is None:
-        rel = f"{ladder.name(ms.rank)} {ms.originator} ONLY"
-    else:
-        groups = [", ".join(sorted({ms.originator, *g})) for g in ms.rel_to]
-        rel = f"{ladder.name(ms.rank)} REL TO {' & '.join(groups)}"
-    return rel + (f" // TLP:{ms.tlp.upper()}" if ms.tlp else "")

@@ -18,7 +18,14 @@ from typing import Any
 
 from relto.domain.errors import ConfigurationError, InvalidObject, InvalidRequest
 from relto.domain.levels import Ladder
-from relto.domain.markings import TLP_IDS, canonical_rel_to, level_name, releasability_marking, tlp_definition
+from relto.domain.markings import (
+    TLP_IDS,
+    canonical_rel_to,
+    check_rel_to_known,
+    level_name,
+    releasability_marking,
+    tlp_definition,
+)
 from relto.domain.redact import required
 from relto.domain.stix import check_object
 
@@ -289,12 +296,7 @@ def _portion(
         if not parties:
             raise ConfigurationError("REL TO needs at least one nation or community")
         if communities is not None:
-            for entry in parties:
-                if len(entry) != 3 and entry not in communities:
-                    raise ConfigurationError(
-                        f"{entry!r} is neither a nation code (ISO 3166-1 alpha-3, e.g. GBR) nor a known community "
-                        f"({', '.join(sorted(communities))})"
-                    )
+            check_rel_to_known(parties, communities)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{what}: {exc.message}") from None
     return _Portion(releasability_marking(level, parties, ladder), ladder.rank(level), parties)
