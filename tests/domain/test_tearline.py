@@ -14,7 +14,7 @@ from relto.domain.levels import Ladder
 from relto.domain.markings import TLP_IDS, releasability_marking, tlp_definition
 from relto.domain.redact import analyse
 from relto.domain.stix import check_object
-from relto.domain.tearline import mark_object, mark_objects, objects_of, parse_field, parse_mark_request
+from relto.domain.tearline import mark_object, mark_objects, objects_of, parse_field
 
 LADDER = Ladder()
 COMMUNITIES = membership_index(default_communities(), date(2024, 10, 21))
@@ -378,49 +378,6 @@ def test_objects_of_an_object_a_bundle_or_an_envelope() -> None:
     for bad in ([obj], "report", {"objects": 5}, {"type": "bundle"}):
         with pytest.raises(InvalidRequest, match="one STIX object, a bundle or an envelope"):
             objects_of(bad)
-
-
-def test_parse_mark_request() -> None:
-    request = parse_mark_request(
-        {
-            "object": report(),
-            "classification": "UNCLASSIFIED",
-            "rel_to": ["GBR"],
-            "tlp": "green",
-            "fields": {"description": {"classification": "SECRET", "rel_to": ["GBR"]}},
-            "replace": True,
-        }
-    )
-    assert request.objects == [report()]
-    assert request.fields == {"description": ("SECRET", ["GBR"])}
-    assert request.tlp == "green" and request.replace
-
-
-@pytest.mark.parametrize(
-    ("doc", "message"),
-    [
-        ([], "must be a JSON object"),
-        ({"objects": [1], "classification": "U", "rel_to": ["GBR"], "extra": 1}, "unknown properties ['extra']"),
-        ({"classification": "U", "rel_to": ["GBR"]}, 'exactly one of "object"'),
-        ({"object": {}, "objects": [], "classification": "U", "rel_to": ["GBR"]}, 'exactly one of "object"'),
-        ({"objects": [], "classification": "U", "rel_to": ["GBR"]}, "non-empty list"),
-        ({"objects": {}, "classification": "U", "rel_to": ["GBR"]}, "non-empty list"),
-        ({"object": {}, "rel_to": ["GBR"]}, '"classification" must be'),
-        ({"object": {}, "classification": "U", "rel_to": "GBR"}, '"rel_to" must be'),
-        ({"object": {}, "classification": "U", "rel_to": ["GBR"], "tlp": 1}, '"tlp" must be one of'),
-        ({"object": {}, "classification": "U", "rel_to": ["GBR"], "fields": []}, '"fields" must map'),
-        ({"object": {}, "classification": "U", "rel_to": ["GBR"], "fields": {"a": "S"}}, '"fields.a" must be'),
-        (
-            {"object": {}, "classification": "U", "rel_to": ["GBR"], "fields": {"a": {"rel_to": ["GBR"]}}},
-            '"fields.a.classification" must be',
-        ),
-        ({"object": {}, "classification": "U", "rel_to": ["GBR"], "replace": "yes"}, '"replace" must be'),
-    ],
-)
-def test_parse_mark_request_says_what_to_fix(doc: Any, message: str) -> None:
-    with pytest.raises(InvalidRequest) as caught:
-        parse_mark_request(doc)
-    assert message in caught.value.message
 
 
 @pytest.mark.parametrize("granular", [5, "x", {"selectors": ["name"]}, [5]])
