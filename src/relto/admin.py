@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from relto.domain.communities import Community, Membership, check_community_name, default_communities
-from relto.domain.errors import InvalidRequest, ReltoError
+from relto.domain.errors import InvalidValue, ReltoError
 from relto.domain.levels import Ladder
 from relto.domain.parties import check_nation
 from relto.domain.timestamps import now_micros
@@ -119,7 +119,7 @@ def parse_day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InvalidRequest(f"{text!r} is not a date: use YYYY-MM-DD") from None
+        raise InvalidValue(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def serve(node: Node, host: str, port: int) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from relto.domain.communities import default_communities, membership_index
-from relto.domain.errors import ConfigurationError, InvalidObject, InvalidRequest, ReltoError
+from relto.domain.errors import InvalidObject, InvalidRequest, InvalidValue, ReltoError
 from relto.domain.levels import Ladder
 from relto.domain.markings import TLP_IDS, releasability_marking, tlp_definition
 from relto.domain.redact import analyse
@@ -212,18 +212,18 @@ def test_existing_markings_are_refused_unless_replaced() -> None:
     ],
 )
 def test_bad_selectors_say_what_to_fix(selector: str, message: str) -> None:
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(InvalidValue) as caught:
         mark(fields={selector: ("SECRET", ["GBR"])})
     assert message in caught.value.message
 
 
 def test_a_selector_that_names_nothing_in_any_object_is_an_error() -> None:
-    with pytest.raises(ConfigurationError, match="nor in the other objects"):
+    with pytest.raises(InvalidValue, match="nor in the other objects"):
         mark_objects([report(), report(id=rid(9, "report"))], classification="U", rel_to=["GBR"], fields={"x": WIDE})
 
 
 def test_a_selector_may_be_given_once() -> None:
-    with pytest.raises(ConfigurationError, match="given twice"):
+    with pytest.raises(InvalidValue, match="given twice"):
         mark(fields={"description": ("SECRET", ["GBR"]), " description ": ("SECRET", ["GBR", "KOR"])})
 
 
@@ -243,13 +243,13 @@ def test_a_selector_may_be_given_once() -> None:
     ],
 )
 def test_bad_levels_and_parties(whole: tuple[str, list[str]], fields: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(InvalidValue) as caught:
         mark_object(report(), classification=whole[0], rel_to=whole[1], fields=fields, communities=COMMUNITIES)
     assert message in caught.value.message
 
 
 def test_unknown_tlp() -> None:
-    with pytest.raises(ConfigurationError, match=r"unknown TLP 'purple'; TLP 2\.0 names are clear, green"):
+    with pytest.raises(InvalidValue, match=r"unknown TLP 'purple'; TLP 2\.0 names are clear, green"):
         mark(tlp="purple")
 
 
@@ -264,7 +264,7 @@ def test_the_ladder_is_the_nodes() -> None:
         report(), classification="offen", rel_to=["DEU"], fields={"description": ("GEHEIM", ["DEU"])}, ladder=ladder
     )
     assert [d["name"] for d in marked.definitions] == ["OFFEN REL TO DEU", "GEHEIM REL TO DEU"]
-    with pytest.raises(ConfigurationError, match="OFFEN, VS-NFD, GEHEIM"):
+    with pytest.raises(InvalidValue, match="OFFEN, VS-NFD, GEHEIM"):
         mark_object(report(), classification="SECRET", rel_to=["DEU"], ladder=ladder)
 
 
@@ -366,7 +366,7 @@ def test_parse_field(text: str, parsed: tuple[str, tuple[str, list[str]]]) -> No
 
 @pytest.mark.parametrize("text", ["description", "description=SECRET", "=SECRET:GBR", "description=:GBR", "d=S:"])
 def test_parse_field_says_the_syntax(text: str) -> None:
-    with pytest.raises(ConfigurationError, match=r"SELECTOR=CLASSIFICATION:REL,TO \(for example"):
+    with pytest.raises(InvalidValue, match=r"SELECTOR=CLASSIFICATION:REL,TO \(for example"):
         parse_field(text)
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from relto.domain.errors import ConfigurationError, InvalidObject
+from relto.domain.errors import InvalidObject, InvalidValue
 
 Path = tuple[str | int, ...]
 
@@ -93,25 +93,25 @@ def format_selector(path: Path) -> str:
 
 
 def check_selector_syntax(raw: Any) -> str:
-    """An analyst's selector, stripped; raise ConfigurationError with advice when it cannot mark anything."""
+    """An analyst's selector, stripped; raise InvalidValue with advice when it cannot mark anything."""
     if not isinstance(raw, str) or not raw.strip():
-        raise ConfigurationError("a selector names a property: 'description', 'object_refs.[2]', 'a.b.[0].c'")
+        raise InvalidValue("a selector names a property: 'description', 'object_refs.[2]', 'a.b.[0].c'")
     selector = raw.strip()
     steps = selector.split(".")
     for step in steps:
         if not step:
-            raise ConfigurationError(f"selector {selector!r} has an empty step: steps are separated by one '.'")
+            raise InvalidValue(f"selector {selector!r} has an empty step: steps are separated by one '.'")
         if ("[" in step or "]" in step) and not INDEX.fullmatch(step):
-            raise ConfigurationError(
+            raise InvalidValue(
                 f"selector {selector!r}: {step!r} is not a list index; write [n] as its own step, "
                 "as in object_refs.[2] (no leading zeros)"
             )
     if INDEX.fullmatch(steps[0]):
-        raise ConfigurationError(f"selector {selector!r} must start with a property name, e.g. 'object_refs.[2]'")
+        raise InvalidValue(f"selector {selector!r} must start with a property name, e.g. 'object_refs.[2]'")
     if steps[0] in IDENTITY:
-        raise ConfigurationError(f"selector {selector!r}: '{steps[0]}' identifies the object and cannot be marked")
+        raise InvalidValue(f"selector {selector!r}: '{steps[0]}' identifies the object and cannot be marked")
     if steps[0] in MARKINGS:
-        raise ConfigurationError(f"selector {selector!r}: the markings themselves cannot be marked")
+        raise InvalidValue(f"selector {selector!r}: the markings themselves cannot be marked")
     return selector
 
 

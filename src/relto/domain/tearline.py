@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from relto.domain.errors import ConfigurationError, InvalidObject, InvalidRequest
+from relto.domain.errors import InvalidObject, InvalidRequest, InvalidValue
 from relto.domain.levels import Ladder
 from relto.domain.markings import (
     TLP_IDS,
@@ -119,7 +119,7 @@ def mark_objects(
     for raw_selector, spec in (fields or {}).items():
         selector = check_selector_syntax(raw_selector)
         if any(selector in sels for _, sels in portions.values()):
-            raise ConfigurationError(f"selector {selector!r} is given twice: give each field one marking")
+            raise InvalidValue(f"selector {selector!r} is given twice: give each field one marking")
         portion = _field_portion(selector, spec, ladder, communities)
         portions.setdefault(portion.id, (portion, []))[1].append(selector)
 
@@ -143,7 +143,7 @@ def mark_objects(
         missing = [name for name, miss in zip(names, why, strict=True) if miss is not None]
         if len(missing) == len(targets):
             first = str(why[0])
-            raise ConfigurationError(first if len(targets) == 1 else f"{first} (nor in the other objects)")
+            raise InvalidValue(first if len(targets) == 1 else f"{first} (nor in the other objects)")
         if missing:
             shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
             warnings.append(f"{s!r} names nothing in {shown}: that field marking is not applied there")
@@ -200,7 +200,7 @@ def parse_field(text: str) -> tuple[str, FieldSpec]:
     selector, eq, marking = text.partition("=")
     classification, colon, rel_to = marking.partition(":")
     if not eq or not colon or not selector.strip() or not classification.strip() or not rel_to.strip():
-        raise ConfigurationError(
+        raise InvalidValue(
             f"field marking {text!r} is not SELECTOR=CLASSIFICATION:REL,TO "
             "(for example description=SECRET:GBR or object_refs.[2]=SECRET:GBR,USA)"
         )
@@ -233,11 +233,11 @@ def _portion(
         level = level_name(classification, ladder)
         parties = canonical_rel_to(rel_to)
         if not parties:
-            raise ConfigurationError("REL TO needs at least one nation or community")
+            raise InvalidValue("REL TO needs at least one nation or community")
         if communities is not None:
             check_rel_to_known(parties, communities)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{what}: {exc.message}") from None
+    except InvalidValue as exc:
+        raise InvalidValue(f"{what}: {exc.message}") from None
     return _Portion(releasability_marking(level, parties, ladder), ladder.rank(level), parties)
 
 
@@ -245,10 +245,10 @@ def _field_portion(
     selector: str, spec: Any, ladder: Ladder, communities: Mapping[str, frozenset[str]] | None
 ) -> _Portion:
     if not (isinstance(spec, tuple | list) and len(spec) == 2 and isinstance(spec[0], str)):
-        raise ConfigurationError(f"field {selector!r}: give (classification, REL TO list), got {spec!r}")
+        raise InvalidValue(f"field {selector!r}: give (classification, REL TO list), got {spec!r}")
     classification, rel_to = spec
     if isinstance(rel_to, str) or not all(isinstance(p, str) for p in rel_to):
-        raise ConfigurationError(f"field {selector!r}: REL TO must be a list of nation codes and community names")
+        raise InvalidValue(f"field {selector!r}: REL TO must be a list of nation codes and community names")
     return _portion(classification, rel_to, ladder, communities, f"field {selector!r}")
 
 
@@ -257,7 +257,7 @@ def _tlp(name: str | None) -> dict[str, Any] | None:
         return None
     key = name.strip().lower().removeprefix("tlp:")
     if key not in TLP_IDS:
-        raise ConfigurationError(f"unknown TLP {name!r}; TLP 2.0 names are {', '.join(TLP_IDS)}")
+        raise InvalidValue(f"unknown TLP {name!r}; TLP 2.0 names are {', '.join(TLP_IDS)}")
     return tlp_definition(key)
 
 
