@@ -21,16 +21,26 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
+MIB = 1024 * 1024
 PAGE_SIZE = 1000
 MAX_FAILURES_SHOWN = 5
 
 StixObject = dict[str, Any]
 Params = dict[str, str | int]
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that finally blocks stop the servers a benchmark started."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def log(message: str) -> None:
@@ -505,6 +515,24 @@ def postgres_size_bytes(url: str) -> int:
         engine.dispose()
 
 
+class NodeDatabase(NamedTuple):
+    """A fresh node database: the CLI arguments that name it and its SQLAlchemy URL."""
+
+    args: list[str]
+    url: str
+    postgres: bool
+
+
+@contextmanager
+def node_database(postgres_admin_url: str | None, data: Path) -> Iterator[NodeDatabase]:
+    """A new PostgreSQL database when `postgres_admin_url` is given (dropped afterwards), else SQLite in `data`."""
+    if postgres_admin_url is None:
+        yield NodeDatabase(["--data", str(data)], f"sqlite:///{data / 'relto.db'}", False)
+        return
+    with postgres_database(postgres_admin_url) as url:
+        yield NodeDatabase(["--database", url], url, True)
+
+
 def relto_setup(binary: str, where: list[str], title: str = "relto bench") -> tuple[str, str]:
     """Initialise a GBR node, issue a TOP SECRET GBR token, add a collection; return (token, collection id).
 
@@ -529,9 +557,9 @@ def serve_command(binary: str, where: list[str], port: int, workers: int = 1) ->
     return command + (["--workers", str(workers)] if workers > 1 else [])
 
 
-def process_tree_rss_bytes(pid: int) -> int:
-    """VmRSS of a process and all its descendants (from /proc), in bytes; 0 where unreadable."""
-    children: dict[int, list[int]] = {}
+def process_parents() -> dict[int, int]:
+    """pid -> parent pid for every readable process (from /proc)."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -539,23 +567,51 @@ def process_tree_rss_bytes(pid: int) -> int:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the fields after "(comm)": state, ppid, ...
-        children.setdefault(parent, []).append(int(entry.name))
-    total, todo = 0, [pid]
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # after "(comm)": state, ppid, ...
+    return parents
+
+
+def process_tree(pid: int, parents: dict[int, int]) -> list[int]:
+    """A process and all its descendants, by the parent map `parents`."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    tree, todo = [], [pid]
     while todo:
         current = todo.pop()
         todo += children.get(current, [])
+        tree.append(current)
+    return tree
+
+
+def status_total(pids: list[int], key: str) -> int:
+    """The sum of one /proc/PID/status value ("VmRSS", "Threads", ...) over `pids`; unreadable ones count 0."""
+    total = 0
+    for pid in pids:
         try:
-            lines = Path(f"/proc/{current}/status").read_text().splitlines()
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
         except OSError:
             continue
-        for line in lines:
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
+        total += sum(int(line.split()[1]) for line in lines if line.startswith(key + ":"))
     return total
 
 
+def process_tree_rss_bytes(pid: int) -> int:
+    """VmRSS of a process and all its descendants (from /proc), in bytes; 0 where unreadable."""
+    return status_total(process_tree(pid, process_parents()), "VmRSS") * 1024
+
+
 # --- report -------------------------------------------------------------------------------------
+
+
+def figure(value: float | None, digits: int = 0) -> str:
+    """1,234 (or 1,234.5 with digits=1); '-' for no value."""
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def mib(value: int | None, digits: int = 0) -> str:
+    """Bytes as MiB, formatted as `figure`."""
+    return figure(None if value is None else value / MIB, digits)
 
 
 def _rate(value: float | None) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 from _common import (
@@ -38,11 +37,12 @@ from _common import (
     TaxiiClient,
     bearer_auth,
     envelopes,
+    exit_on_sigterm,
     free_port,
     ingest,
     load_objects,
     log,
-    postgres_database,
+    node_database,
     read_back,
     relto_setup,
     run_cli,
@@ -53,16 +53,6 @@ from _common import (
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "data" / "enterprise-attack-18.1-stix21.json.gz"
 SWITCH = "RELTO_DECISION_LOG"
-
-
-@contextmanager
-def node_database(args: argparse.Namespace, workdir: Path) -> Iterator[list[str]]:
-    """The CLI arguments naming a fresh node database: a data directory, or a new PostgreSQL database."""
-    if args.postgres:
-        with postgres_database(args.postgres) as url:
-            yield ["--database", url]
-    else:
-        yield ["--data", str(workdir / "node")]
 
 
 @contextmanager
@@ -135,7 +125,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     batch = envelopes(objects)
     log(f"corpus {args.corpus.name}: {len(objects):,} objects, {len(batch)} envelopes")
     rates: dict[str, list[float]] = {"on": [], "off": []}
-    with node_database(args, workdir) as where:
+    with node_database(args.postgres, workdir / "node") as db:
+        where = db.args
         token, collection_id = relto_setup(args.relto, where, "decision log bench")
         target = Collection("/api/", collection_id)
         with ExitStack() as servers:
@@ -204,13 +195,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally blocks stop the servers
+    exit_on_sigterm()  # so the finally blocks stop the servers
     with tempfile.TemporaryDirectory(prefix="relto-bench-") as scratch:
         workdir = (args.workdir or Path(scratch)) / time.strftime("audit-%Y%m%d-%H%M%S")
         workdir.mkdir(parents=True)

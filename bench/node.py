@@ -23,17 +23,14 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple
 
 import orjson
 from _common import (
@@ -48,13 +45,14 @@ from _common import (
     basic_auth,
     bearer_auth,
     envelopes,
+    exit_on_sigterm,
     free_port,
     ingest,
     ingest_concurrently,
     load_objects,
     log,
     median_ms,
-    postgres_database,
+    node_database,
     quotient,
     read_back,
     read_concurrently,
@@ -264,16 +262,6 @@ RELTO_RUNS = (
 )
 
 
-@contextmanager
-def relto_database(run: ReltoRun, args: argparse.Namespace, workdir: Path) -> Iterator[list[str]]:
-    """A fresh database for one run; yields the CLI arguments that name it."""
-    if run.backend == "sqlite":
-        yield ["--data", str(workdir / f"relto-{run.key.replace(' ', '-')}")]
-        return
-    with postgres_database(args.postgres) as url:
-        yield ["--database", url]
-
-
 def measure_relto(run: ReltoRun, objects: list[StixObject], args: argparse.Namespace, workdir: Path) -> Measurement:
     """relto through its CLI on a fresh database: POST every envelope, read back, time the first and last page.
 
@@ -282,7 +270,9 @@ def measure_relto(run: ReltoRun, objects: list[StixObject], args: argparse.Names
     """
     result = Measurement(run.system)
     log_path = workdir / f"relto-{run.key.replace(' ', '-')}.log"
-    with relto_database(run, args, workdir) as where:
+    data = workdir / f"relto-{run.key.replace(' ', '-')}"
+    with node_database(args.postgres if run.backend == "postgres" else None, data) as db:
+        where = db.args
         token, collection = relto_setup(args.relto, where)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -408,13 +398,9 @@ def report(results: dict[str, Measurement], args: argparse.Namespace, count: int
         args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally blocks stop the servers
+    exit_on_sigterm()  # so the finally blocks stop the servers
     objects = load_objects(args.corpus)
     batch = envelopes(objects)
     log(f"corpus {args.corpus.name}: {len(objects):,} objects, {len(batch)} envelopes")

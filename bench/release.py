@@ -65,9 +65,9 @@ def prepare(folder: Path) -> tuple[Node, Any, Any, str]:
 
 
 def _token(node: Node, nation: str) -> str:
-    from relto.cli import _issue
+    from relto.admin import issue_token
 
-    return _issue(node.store, nation=nation, clearance="SECRET", organisation="", name="bench")
+    return issue_token(node.store, nation=nation, clearance="SECRET", organisation="", name="bench")
 
 
 def read_all(node: Node, party: Any, coll: str) -> tuple[float, int]:

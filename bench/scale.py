@@ -30,22 +30,21 @@ import argparse
 import os
 import random
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import combinations
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 from _common import (
+    MIB,
     PAGE_SIZE,
     Collection,
     Envelope,
@@ -54,11 +53,14 @@ from _common import (
     Target,
     TaxiiClient,
     bearer_auth,
+    exit_on_sigterm,
+    figure,
     free_port,
     ingest,
     issue_token,
     log,
-    postgres_database,
+    mib,
+    node_database,
     postgres_size_bytes,
     process_tree_rss_bytes,
     quotient,
@@ -87,7 +89,6 @@ READER_MARKINGS = (  # REL TO beyond GBR and UKR, for the five markings that adm
     ("EU", "JPN"),
 )
 BASE_TIME = 1_735_689_600  # 2025-01-01T00:00:00Z
-MIB = 1024 * 1024
 
 
 # --- corpus -------------------------------------------------------------------------------------
@@ -229,17 +230,6 @@ class BackendRun:
         return objects / seconds if seconds > 0 else None
 
 
-@contextmanager
-def node_database(backend: str, args: argparse.Namespace, workdir: Path) -> Iterator[tuple[list[str], str]]:
-    """A fresh database; yields (the CLI arguments that name it, its SQLAlchemy URL)."""
-    if backend == "sqlite":
-        data = workdir / "relto-sqlite"
-        yield ["--data", str(data)], f"sqlite:///{data / 'relto.db'}"
-        return
-    with postgres_database(args.postgres) as url:
-        yield ["--database", url], url
-
-
 def database_size(backend: str, url: str) -> int:
     if backend == "sqlite":
         path = Path(url.removeprefix("sqlite:///"))
@@ -251,7 +241,8 @@ def measure_backend(backend: str, corpus: Corpus, args: argparse.Namespace, work
     """Ingest the corpus into a fresh node, then sweep it as the unrestricted and as the restricted reader."""
     system = f"relto {backend} x1"
     run = BackendRun(backend, Measurement(system))
-    with node_database(backend, args, workdir) as (where, url):
+    with node_database(args.postgres if backend == "postgres" else None, workdir / "relto-sqlite") as db:
+        where, url = db.args, db.url
         publisher, collection = relto_setup(args.relto, where, "relto scale")
         readers = [
             (f"{PUBLISHER} TOP SECRET (unrestricted)", PUBLISHER, "TOP SECRET", corpus.objects),
@@ -422,14 +413,6 @@ def _timed(conn: Any, sql: str) -> float:
 # --- report -------------------------------------------------------------------------------------
 
 
-def _num(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def _mib(value: int | None) -> str:
-    return "-" if value is None else f"{value / MIB:,.0f}"
-
-
 def report_lines(corpus: Corpus, floor: Measurement | None, runs: list[BackendRun]) -> tuple[list[str], list[Target]]:
     """The report as Markdown tables, the targets, the notes and the plans."""
     share = corpus.reader_sees / corpus.objects
@@ -444,14 +427,14 @@ def report_lines(corpus: Corpus, floor: Measurement | None, runs: list[BackendRu
     ]
     floor_in = floor.ingest_rate if floor else None
     if floor:
-        out.append(f"| {floor.system} | {floor.ingested:,} | {_num(floor.ingest_rate)} | 1.00 | | | | | | |")
+        out.append(f"| {floor.system} | {floor.ingested:,} | {figure(floor.ingest_rate)} | 1.00 | | | | | | |")
     for run in runs:
         first, last = run.window_rate("first"), run.window_rate("last")
         out.append(
-            f"| {run.ingest.system} | {run.ingest.ingested:,} | {_num(run.ingest.ingest_rate)} "
-            f"| {_num(quotient(run.ingest.ingest_rate, floor_in), 2)} | {_num(first)} | {_num(last)} "
-            f"| {_num(quotient(last, first), 2)} | {_mib(run.rss_after_ingest)} | {_mib(run.rss_after_reads)} "
-            f"| {_mib(run.database_bytes)} |"
+            f"| {run.ingest.system} | {run.ingest.ingested:,} | {figure(run.ingest.ingest_rate)} "
+            f"| {figure(quotient(run.ingest.ingest_rate, floor_in), 2)} | {figure(first)} | {figure(last)} "
+            f"| {figure(quotient(last, first), 2)} | {mib(run.rss_after_ingest)} | {mib(run.rss_after_reads)} "
+            f"| {mib(run.database_bytes)} |"
         )
     out += [
         "",
@@ -463,9 +446,9 @@ def report_lines(corpus: Corpus, floor: Measurement | None, runs: list[BackendRu
     if floor:
         us = floor.read_s / floor.read * 1e6 if floor.read else None
         out.append(
-            f"| {floor.system} | everything | {floor.read:,} | {floor.read_s:.1f} | {_num(floor.read_rate)} | 1.00 "
-            f"| {_num(us, 1)} | | | {_num(floor.first_page_ms, 1)} | {_num(floor.last_page_ms, 1)} "
-            f"| {_num(quotient(floor.last_page_ms, floor.first_page_ms), 2)} |"
+            f"| {floor.system} | everything | {floor.read:,} | {floor.read_s:.1f} | {figure(floor.read_rate)} | 1.00 "
+            f"| {figure(us, 1)} | | | {figure(floor.first_page_ms, 1)} | {figure(floor.last_page_ms, 1)} "
+            f"| {figure(quotient(floor.last_page_ms, floor.first_page_ms), 2)} |"
         )
     goals: list[Target] = []
     for run in runs:
@@ -473,12 +456,12 @@ def report_lines(corpus: Corpus, floor: Measurement | None, runs: list[BackendRu
         for reader in run.readers:
             r = reader.result
             out.append(
-                f"| {run.ingest.system} | {reader.name} | {r.read:,} | {r.read_s:.1f} | {_num(r.read_rate)} "
-                f"| {_num(quotient(r.read_rate, floor_out), 2)} | {_num(reader.us_per_object, 1)} "
-                f"| {_num(quotient(reader.us_per_object, base), 2)} "
-                f"| {_num(reader.page_quantile(0.5), 1)} / {_num(reader.page_quantile(0.9), 1)} "
-                f"| {_num(r.first_page_ms, 1)} "
-                f"| {_num(r.last_page_ms, 1)} | {_num(quotient(r.last_page_ms, r.first_page_ms), 2)} |"
+                f"| {run.ingest.system} | {reader.name} | {r.read:,} | {r.read_s:.1f} | {figure(r.read_rate)} "
+                f"| {figure(quotient(r.read_rate, floor_out), 2)} | {figure(reader.us_per_object, 1)} "
+                f"| {figure(quotient(reader.us_per_object, base), 2)} "
+                f"| {figure(reader.page_quantile(0.5), 1)} / {figure(reader.page_quantile(0.9), 1)} "
+                f"| {figure(r.first_page_ms, 1)} "
+                f"| {figure(r.last_page_ms, 1)} | {figure(quotient(r.last_page_ms, r.first_page_ms), 2)} |"
             )
         name = run.ingest.system
         if len(run.readers) == 2:
@@ -539,10 +522,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
-
-
 def to_json(corpus: Corpus, floor: Measurement | None, runs: list[BackendRun], goals: list[Target]) -> bytes:
     document = {
         "objects": corpus.objects,
@@ -576,7 +555,7 @@ def to_json(corpus: Corpus, floor: Measurement | None, runs: list[BackendRun], g
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally blocks stop the server
+    exit_on_sigterm()  # so the finally blocks stop the server
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     if "postgres" in backends and not args.postgres:
         print("note: no PostgreSQL URL (--postgres or $RELTO_BENCH_POSTGRES_URL): PostgreSQL run skipped\n")

@@ -10,7 +10,7 @@ Per back-end, a fresh relto node (SQLite: one `relto serve` process; PostgreSQL:
 
 1. The marking definitions (six relto releasability markings, below) are POSTed first; the server's RSS (VmRSS of
    its process tree) is read.
-2. One subscriber process (this script, mode `_subscribers`) opens N server-sent-event connections to
+2. One subscriber process (bench/stream_workers.py, mode `_subscribers`) opens N server-sent-event connections to
    GET /api/collections/{id}/stream/ with asyncio protocols over raw sockets (HTTP/1.1, chunked or not), and
    says when every stream has sent its first frame; RSS is read again with N idle subscribers.
 3. One publisher process (mode `_publisher`) POSTs envelopes of 10 indicators every 10 ms (the rate is
@@ -35,43 +35,45 @@ Progress goes to stderr; the report to stdout.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import http.client
 import itertools
 import json
 import os
 import pickle
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
+import stream_workers
 from _common import (
-    MEDIA_TYPE,
+    MIB,
     TaxiiClient,
     bearer_auth,
+    exit_on_sigterm,
+    figure,
     free_port,
     issue_token,
     log,
-    postgres_database,
+    mib,
+    node_database,
+    process_tree,
     process_tree_rss_bytes,
     relto_setup,
     run_cli,
     serve_command,
     server,
+    status_total,
 )
+from stream_workers import ENVELOPE, PublisherConfig, SubscriberConfig, object_number
 
 from relto.domain.levels import Ladder
 from relto.domain.markings import releasability_marking
@@ -87,26 +89,11 @@ MARKINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("CONFIDENTIAL", ("EU",)),  # GBR left the EU: it sees these only as their originator
     ("TOP SECRET", ("FVEY", "NATO")),  # no SECRET subscriber may see these
 )
-ENVELOPE = 10
-STAMP = "2026-01-01T00:00:00.000Z"
-MIB = 1024 * 1024
 TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_P50_MS = 5.0
 TARGET_P99_MS = 50.0
 TARGET_IDLE_KB = 50.0
 DEFAULT_POSTGRES = "postgresql://relto_test:relto_test@127.0.0.1:5432/relto_test"
-
-
-def object_id(tag: int, number: int) -> str:
-    """A STIX id that carries the run's tag and the object's number (a valid UUIDv4 layout)."""
-    return f"indicator--{tag:08x}-0000-4000-8000-{number:012x}"
-
-
-def object_number(stix_id: str, tag: int) -> int:
-    """The number in an id made by object_id, or -1 for any other id."""
-    if stix_id.startswith(f"indicator--{tag:08x}-0000-4000-8000-"):
-        return int(stix_id[-12:], 16)
-    return -1
 
 
 # --- CPU and memory from /proc --------------------------------------------------------------------
@@ -132,15 +119,8 @@ def process_table() -> ProcessTable:
 
 def tree_ticks(pid: int, table: ProcessTable) -> int:
     """CPU ticks of a process and its live descendants."""
-    children: dict[int, list[int]] = {}
-    for child, (parent, _, _) in table.items():
-        children.setdefault(parent, []).append(child)
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        todo += children.get(current, [])
-        total += table[current][2] if current in table else 0
-    return total
+    tree = process_tree(pid, {child: parent for child, (parent, _, _) in table.items()})
+    return sum(table[p][2] for p in tree if p in table)
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -153,20 +133,8 @@ def machine_ticks() -> tuple[int, int]:
 
 def tree_threads(pid: int) -> int:
     """Threads of a process and its live descendants."""
-    table = process_table()
-    children: dict[int, list[int]] = {}
-    for child, (parent, _, _) in table.items():
-        children.setdefault(parent, []).append(child)
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        todo += children.get(current, [])
-        try:
-            lines = Path(f"/proc/{current}/status").read_text().splitlines()
-        except OSError:
-            continue
-        total += sum(int(line.split()[1]) for line in lines if line.startswith("Threads:"))
-    return total
+    tree = process_tree(pid, {child: parent for child, (parent, _, _) in process_table().items()})
+    return status_total(tree, "Threads")
 
 
 @dataclass
@@ -236,315 +204,6 @@ def database_pids(url: str) -> set[int]:
             return {int(row[0]) for row in conn.execute(text(query))}
     finally:
         engine.dispose()
-
-
-# --- the subscriber process -----------------------------------------------------------------------
-
-
-@dataclass
-class SubscriberConfig:
-    host: str
-    port: int
-    path: str
-    tokens: list[str]
-    tag: int
-    result: str
-
-
-class Subscriber(asyncio.Protocol):
-    """One SSE connection, parsed in data_received: the receive time is when the bytes reached the process."""
-
-    def __init__(self, hub: Hub, index: int, token: str) -> None:
-        self.hub = hub
-        self.index = index
-        self.token = token
-        self.numbers = array("q")
-        self.received_ns = array("q")
-        self.last_id: str | None = None
-        self.lagged = 0
-        self.reconnects = 0
-        self.heartbeats = 0
-        self.foreign = 0  # events for objects this run did not publish
-        self.other_events: Counter[str] = Counter()
-        self.errors: list[str] = []
-        self.connected = False
-        self.closed_by_server = False
-        self._transport: asyncio.Transport | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._raw = bytearray()
-        self._body = bytearray()
-        self._head_done = False
-        self._chunked = False
-        self._resume = False
-        self._ended = False
-
-    def request(self) -> bytes:
-        lines = [
-            f"GET {self.hub.config.path} HTTP/1.1",
-            f"Host: {self.hub.config.host}:{self.hub.config.port}",
-            f"Authorization: Bearer {self.token}",
-            "Accept: text/event-stream",
-            "Cache-Control: no-cache",
-        ]
-        if self.last_id:
-            lines.append(f"Last-Event-ID: {self.last_id}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(self.request())
-
-    def data_received(self, data: bytes) -> None:
-        now = time.time_ns()
-        raw = self._raw
-        raw += data
-        if not self._head_done:
-            end = raw.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(raw[:end]).decode("latin-1")
-            del raw[: end + 4]
-            status = head.split(" ", 2)[1] if " " in head else "?"
-            if status != "200":
-                self.errors.append(f"HTTP {status}: {head.splitlines()[0]}")
-                self.closed_by_server = True
-                self._close()
-                return
-            self._head_done = True
-            self._chunked = "transfer-encoding: chunked" in head.lower()
-        body = self._body
-        if self._chunked:
-            while True:
-                line_end = raw.find(b"\r\n")
-                if line_end < 0:
-                    break
-                size = int(bytes(raw[:line_end]).split(b";")[0], 16)
-                if len(raw) < line_end + 4 + size:
-                    break
-                body += raw[line_end + 2 : line_end + 2 + size]
-                del raw[: line_end + 4 + size]
-                if size == 0:
-                    self._ended = True
-                    break
-        else:
-            body += raw
-            raw.clear()
-        start = 0
-        while True:
-            end = body.find(b"\n\n", start)
-            if end < 0:
-                break
-            self._event(bytes(body[start:end]), now)
-            start = end + 2
-        if start:
-            del body[:start]
-        if self._ended:  # the server ended the response (after 'lagged' or 'closed'): the socket may stay open
-            self._close()
-
-    def _event(self, frame: bytes, now: int) -> None:
-        if frame.startswith(b":"):
-            self.heartbeats += 1
-            return
-        kind, data = "message", b""
-        for line in frame.split(b"\n"):
-            if line.startswith(b"data: "):
-                data = line[6:]
-            elif line.startswith(b"event: "):
-                kind = line[7:].decode()
-            elif line.startswith(b"id: "):
-                self.last_id = line[4:].decode()
-            elif line.startswith(b"retry:") and not self.connected:
-                self.connected = True
-                self.hub.ready()
-        if kind == "object":
-            number = object_number(orjson.loads(data)["id"], self.hub.config.tag)
-            if number < 0:
-                self.foreign += 1
-                return
-            self.numbers.append(number)
-            self.received_ns.append(now)
-        elif kind == "lagged":
-            self.lagged += 1
-            self.last_id = orjson.loads(data).get("resume_after") or self.last_id
-            self._resume = True
-        elif kind == "closed":
-            self.errors.append(f"closed by the server: {data.decode(errors='replace')}")
-            self.closed_by_server = True
-        elif kind != "message":
-            self.other_events[kind] += 1
-
-    def _close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        if self.hub.stopping or self.closed_by_server:
-            return
-        if not self._resume:
-            what = "the server ended the stream" if self._ended else f"connection lost ({exc!r})"
-            self.errors.append(f"{what}; resuming from the last event id")
-        self.reconnects += 1
-        self._reset()
-        asyncio.get_running_loop().create_task(self.hub.connect(self, delay=0.05))
-
-    def result(self) -> dict[str, Any]:
-        return {
-            "numbers": self.numbers,
-            "received_ns": self.received_ns,
-            "lagged": self.lagged,
-            "reconnects": self.reconnects,
-            "heartbeats": self.heartbeats,
-            "foreign": self.foreign,
-            "other_events": dict(self.other_events),
-            "errors": self.errors,
-            "connected": self.connected,
-        }
-
-
-class Hub:
-    """All the subscribers of the process and the control loop on stdin / stdout."""
-
-    def __init__(self, config: SubscriberConfig) -> None:
-        self.config = config
-        self.stopping = False
-        self.subscribers = [Subscriber(self, i, token) for i, token in enumerate(config.tokens)]
-        self.all_ready = asyncio.Event()
-
-    def ready(self) -> None:
-        if all(s.connected for s in self.subscribers):
-            self.all_ready.set()
-
-    async def connect(self, subscriber: Subscriber, delay: float = 0.0) -> None:
-        if delay:
-            await asyncio.sleep(delay)
-        loop = asyncio.get_running_loop()
-        for attempt in range(50):
-            try:
-                await loop.create_connection(lambda: subscriber, self.config.host, self.config.port)
-                return
-            except OSError as error:
-                if attempt == 49:
-                    subscriber.errors.append(f"could not connect: {error!r}")
-                await asyncio.sleep(0.1)
-
-    def received(self) -> int:
-        return sum(len(s.numbers) for s in self.subscribers)
-
-    async def run(self) -> None:
-        await asyncio.gather(*(self.connect(s) for s in self.subscribers))
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self.all_ready.wait(), timeout=60)
-        say({"ready": sum(s.connected for s in self.subscribers)})
-        while True:
-            command = (await asyncio.to_thread(sys.stdin.readline)).strip()
-            if command == "status":
-                errors = sum(len(s.errors) for s in self.subscribers)
-                say({"received": self.received(), "errors": errors})
-            elif command in ("stop", ""):
-                break
-        self.stopping = True
-        for s in self.subscribers:
-            s._close()
-        with open(self.config.result, "wb") as out:
-            pickle.dump([s.result() for s in self.subscribers], out, protocol=pickle.HIGHEST_PROTOCOL)
-        say({"done": True})
-
-
-def say(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
-def subscribers_main(config_path: str) -> int:
-    config = SubscriberConfig(**json.loads(Path(config_path).read_text()))
-    asyncio.run(Hub(config).run())
-    return 0
-
-
-# --- the publisher process ------------------------------------------------------------------------
-
-
-@dataclass
-class PublisherConfig:
-    host: str
-    port: int
-    path: str
-    token: str
-    tag: int
-    markings: list[str]
-    rate: float
-    seconds: float
-    seed: int
-    result: str
-
-
-def publisher_main(config_path: str) -> int:
-    """POST envelopes on schedule for the configured seconds; write what was sent and when to the result file."""
-    config = PublisherConfig(**json.loads(Path(config_path).read_text()))
-    conn = http.client.HTTPConnection(config.host, config.port, timeout=60)
-    headers = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE, "Authorization": f"Bearer {config.token}"}
-    rng = random.Random(config.seed)
-    interval = ENVELOPE / config.rate
-    envelopes: list[tuple[int, int, int, int]] = []  # first number, objects, sent ns, acked ns
-    markings: list[int] = []
-    failed: list[str] = []
-    number = 0
-    start = time.perf_counter()
-    report = start + 5.0
-    for k in itertools.count():
-        due = start + k * interval
-        if due - start >= config.seconds or time.perf_counter() - start >= config.seconds:
-            break  # on schedule or not, publishing stops after the configured seconds
-        delay = due - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        if time.perf_counter() >= report:
-            spent = time.perf_counter() - start
-            print(f"[publisher] {spent:.0f} s: {number:,} objects, {number / spent:,.0f} obj/s", file=sys.stderr)
-            report += 5.0
-        first = number
-        sent = time.time_ns()
-        objects = []
-        for _ in range(ENVELOPE):
-            which = rng.randrange(len(config.markings))
-            markings.append(which)
-            objects.append(
-                {
-                    "type": "indicator",
-                    "spec_version": "2.1",
-                    "id": object_id(config.tag, number),
-                    "created": STAMP,
-                    "modified": STAMP,
-                    "name": f"Stream benchmark indicator {number}",
-                    "indicator_types": ["malicious-activity"],
-                    "pattern": f"[ipv4-addr:value = '10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}']",
-                    "pattern_type": "stix",
-                    "valid_from": STAMP,
-                    "object_marking_refs": [config.markings[which]],
-                    "x_sent_ns": sent,
-                }
-            )
-            number += 1
-        conn.request("POST", config.path, body=orjson.dumps({"objects": objects}), headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-        acked = time.time_ns()
-        if response.status != 202:
-            failed += [str(obj["id"]) for obj in objects]
-            print(f"POST: HTTP {response.status}: {data[:300]!r}", file=sys.stderr)
-        else:
-            status = orjson.loads(data)
-            failed += [str(f.get("id")) for f in status.get("failures") or []]
-        envelopes.append((first, ENVELOPE, sent, acked))
-    elapsed = time.perf_counter() - start
-    conn.close()
-    result = {"envelopes": envelopes, "markings": markings, "failed": failed, "elapsed": elapsed}
-    Path(config.result).write_bytes(orjson.dumps(result))
-    return 0
 
 
 # --- one measurement --------------------------------------------------------------------------------
@@ -624,18 +283,6 @@ class Point:
         )
 
 
-@contextmanager
-def node_database(
-    backend: str, args: argparse.Namespace, workdir: Path, label: str
-) -> Iterator[tuple[list[str], str | None]]:
-    """A fresh database; yields the CLI arguments that name it and, for PostgreSQL, its URL."""
-    if backend == "sqlite":
-        yield ["--data", str(workdir / f"relto-{label}")], None
-        return
-    with postgres_database(args.postgres) as url:
-        yield ["--database", url], url
-
-
 def communities(binary: str, where: list[str], day: date) -> dict[str, frozenset[str]]:
     """Community name -> members on `day`, from `relto community list --json`."""
     out: dict[str, frozenset[str]] = {}
@@ -690,12 +337,12 @@ def manifest_numbers(client: TaxiiClient, path: str, tag: int) -> set[int]:
 
 
 class Child:
-    """A helper process of this script speaking JSON lines on stdout."""
+    """A helper process (bench/stream_workers.py) speaking JSON lines on stdout."""
 
     def __init__(self, mode: str, config: dict[str, Any], workdir: Path) -> None:
         path = workdir / f"{mode}.json"
         path.write_text(json.dumps(config))
-        command = [sys.executable, str(Path(__file__).resolve()), mode, str(path)]
+        command = [sys.executable, str(Path(stream_workers.__file__).resolve()), mode, str(path)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def ask(self, command: str | None = None) -> dict[str, Any]:
@@ -721,7 +368,8 @@ def measure(backend: str, rate: float, args: argparse.Namespace, workdir: Path, 
     ladder = Ladder()
     definitions = [releasability_marking(level, rel_to, ladder) for level, rel_to in MARKINGS]
     tag = random.getrandbits(32)
-    with node_database(backend, args, workdir, label) as (where, url):
+    with node_database(args.postgres if backend == "postgres" else None, workdir / f"relto-{label}") as db:
+        where, url = db.args, (db.url if db.postgres else None)
         publisher_token, collection = relto_setup(args.relto, where, "relto stream")
         tokens = {nation: issue_token(args.relto, where, nation, CLEARANCE, read_only=True) for nation in NATIONS}
         members = communities(args.relto, where, date.today())
@@ -917,14 +565,6 @@ def analyse(
 # --- report -------------------------------------------------------------------------------------------
 
 
-def _num(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def _mib(value: int | None) -> str:
-    return "-" if value is None else f"{value / MIB:,.1f}"
-
-
 def verdict(ok: bool | None) -> str:
     return "not measured" if ok is None else ("met" if ok else "NOT MET")
 
@@ -938,11 +578,11 @@ def report_lines(points: list[Point]) -> list[str]:
     for p in points:
         lat, ack = p.latency_ms, p.ack_latency_ms
         out.append(
-            f"| {p.system} | {p.subscribers_connected}/{p.subscribers} | {p.rate:,.0f} | {_num(p.achieved_rate)} "
-            f"| {_num(p.post_ms_p50, 1)} / {_num(p.post_ms_p99, 1)} | {p.expected:,} | {p.deliveries:,} "
+            f"| {p.system} | {p.subscribers_connected}/{p.subscribers} | {p.rate:,.0f} | {figure(p.achieved_rate)} "
+            f"| {figure(p.post_ms_p50, 1)} / {figure(p.post_ms_p99, 1)} | {p.expected:,} | {p.deliveries:,} "
             f"| {p.missing:,} | {p.duplicates:,} | {p.not_releasable:,} "
-            f"| {_num(lat.get('p50'), 1)} / {_num(lat.get('p99'), 1)} / {_num(lat.get('max'), 1)} "
-            f"| {_num(ack.get('p50'), 1)} / {_num(ack.get('p99'), 1)} / {_num(ack.get('max'), 1)} |"
+            f"| {figure(lat.get('p50'), 1)} / {figure(lat.get('p99'), 1)} / {figure(lat.get('max'), 1)} "
+            f"| {figure(ack.get('p50'), 1)} / {figure(ack.get('p99'), 1)} / {figure(ack.get('max'), 1)} |"
         )
     out += [
         "",
@@ -960,9 +600,9 @@ def report_lines(points: list[Point]) -> list[str]:
             else "- | - | - | - | - | -"
         )
         out.append(
-            f"| {p.system} | {p.rate:,.0f} | {_mib(p.rss_before)} | {_mib(p.rss_idle)} "
-            f"| {_num(p.idle_kb_per_subscriber, 1)} | {_num(p.threads_before)} / {_num(p.threads_idle)} "
-            f"| {_mib(p.rss_end)} | {cpu} |"
+            f"| {p.system} | {p.rate:,.0f} | {mib(p.rss_before, 1)} | {mib(p.rss_idle, 1)} "
+            f"| {figure(p.idle_kb_per_subscriber, 1)} | {figure(p.threads_before)} / {figure(p.threads_idle)} "
+            f"| {mib(p.rss_end, 1)} | {cpu} |"
         )
     for p in points:
         out += [
@@ -977,7 +617,7 @@ def report_lines(points: list[Point]) -> list[str]:
         for n in p.nations:
             out.append(
                 f"| {n.nation} | {n.subscribers} | {n.expected_each:,} | {n.received_min:,}-{n.received_max:,} "
-                f"| {n.missing:,} | {n.duplicates:,} | {n.not_releasable:,} | {_num(n.manifest)} "
+                f"| {n.missing:,} | {n.duplicates:,} | {n.not_releasable:,} | {figure(n.manifest)} "
                 f"| {'-' if n.manifest_agrees is None else ('yes' if n.manifest_agrees else 'NO')} |"
             )
     out.append("")
@@ -987,15 +627,15 @@ def report_lines(points: list[Point]) -> list[str]:
         kb = p.idle_kb_per_subscriber
         rate_ok = p.achieved_rate is not None and p.achieved_rate >= 0.95 * p.rate
         out += [
-            f"{name}: publish rate {_num(p.achieved_rate)} obj/s of {p.rate:,.0f} "
+            f"{name}: publish rate {figure(p.achieved_rate)} obj/s of {p.rate:,.0f} "
             f"({'sustained' if rate_ok else 'NOT sustained'})",
-            f"{name}: latency p50 {_num(p50, 1)} ms (target <= {TARGET_P50_MS:g}) "
+            f"{name}: latency p50 {figure(p50, 1)} ms (target <= {TARGET_P50_MS:g}) "
             f"{verdict(None if p50 is None else p50 <= TARGET_P50_MS)}",
-            f"{name}: latency p99 {_num(p99, 1)} ms (target <= {TARGET_P99_MS:g}) "
+            f"{name}: latency p99 {figure(p99, 1)} ms (target <= {TARGET_P99_MS:g}) "
             f"{verdict(None if p99 is None else p99 <= TARGET_P99_MS)}",
             f"{name}: no event lost (exactly each nation's events, no duplicates): missing {p.missing:,}, "
             f"duplicated {p.duplicates:,}, not releasable {p.not_releasable:,} {verdict(p.no_event_lost)}",
-            f"{name}: {_num(kb, 1)} KB per idle subscriber (target <= {TARGET_IDLE_KB:g}) "
+            f"{name}: {figure(kb, 1)} KB per idle subscriber (target <= {TARGET_IDLE_KB:g}) "
             f"{verdict(None if kb is None else kb <= TARGET_IDLE_KB)}",
         ]
         if p.lagged or p.reconnects:
@@ -1034,13 +674,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally blocks stop the server
+    exit_on_sigterm()  # so the finally blocks stop the server
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="relto-stream-", dir=args.workdir))
@@ -1084,8 +720,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "_subscribers":
-        sys.exit(subscribers_main(sys.argv[2]))
-    if len(sys.argv) == 3 and sys.argv[1] == "_publisher":
-        sys.exit(publisher_main(sys.argv[2]))
     sys.exit(main())

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 import relto.domain.stix as stix
-from relto.cli import _issue
+from relto.admin import issue_token
 from relto.domain.communities import default_communities
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import releasability_marking
@@ -84,7 +84,8 @@ def ingest(objects: list[Any], nations: tuple[str, ...], checks: bool) -> float:
         store.initialise(NodeInfo(node_id="b", nation="GBR", levels=DEFAULT_LEVELS, title="b"), default_communities())
         node = Node(store)
         parties = [
-            node.authenticate(_issue(store, nation=n, clearance="SECRET", organisation="", name="b")) for n in nations
+            node.authenticate(issue_token(store, nation=n, clearance="SECRET", organisation="", name="b"))
+            for n in nations
         ]
         coll = node.add_collection("bench").id
         context = contextmanager(lambda: (yield))() if checks else unchecked(node)

@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import DBAPIError
 from starlette.testclient import TestClient
 
+from relto.admin import issue_token
 from relto.api import create_app
-from relto.cli import _issue
 from relto.domain.communities import default_communities
 from relto.domain.levels import DEFAULT_LEVELS
 from relto.node import Node
@@ -148,7 +148,7 @@ class Harness:
     def token(self, nation: str, clearance: str = "SECRET", **kw: Any) -> str:
         key = (nation, clearance, *sorted(kw.items()))
         if key not in self.tokens:
-            self.tokens[key] = _issue(  # type: ignore[index]
+            self.tokens[key] = issue_token(  # type: ignore[index]
                 self.node.store, nation=nation, clearance=clearance, organisation="", name="test", **kw
             )
         return self.tokens[key]  # type: ignore[index]

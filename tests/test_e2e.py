@@ -47,7 +47,7 @@ PARTIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
 
 
 @dataclass
-class Node:
+class Running:
     """The module's server, its parties' tokens, and taxii2-client endpoints closed after each test."""
 
     server: RunningServer
@@ -98,7 +98,7 @@ class Node:
 @pytest.fixture(scope="module", params=BACKENDS)
 def node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases | None
-) -> Iterator[Node]:
+) -> Iterator[Running]:
     folder: Path = tmp_path_factory.mktemp("e2e")
     with new_database(request.param, folder, postgres) as db:
         admin = relto("init", *db.args, "--nation", "GBR")
@@ -109,13 +109,13 @@ def node(
             )
         server = start_server(db, admin, logs=folder)
         try:
-            yield Node(server, tokens)
+            yield Running(server, tokens)
         finally:
             server.stop()
 
 
 @pytest.fixture
-def e2e(node: Node) -> Iterator[Node]:
+def e2e(node: Running) -> Iterator[Running]:
     """The module's node; the taxii2-client endpoints a test opens are closed when it ends."""
     try:
         yield node
@@ -212,7 +212,7 @@ class Corpus:
 
 
 @pytest.fixture(scope="module")
-def corpus(node: Node) -> Corpus:
+def corpus(node: Running) -> Corpus:
     """GBR publishes, in one envelope, SECRET REL TO GBR,KOR // TLP:AMBER markings and A v1..v3, B, M."""
     cid = node.new_collection("filters")
     marking = mark("SECRET", "GBR,KOR", "amber")
@@ -234,7 +234,7 @@ def corpus(node: Node) -> Corpus:
 # -- discovery, API root, collections --------------------------------------------------------------------
 
 
-def test_discovery(e2e: Node) -> None:
+def test_discovery(e2e: Running) -> None:
     server = e2e.discovery("kor")
     assert server.title == "relto node (GBR)"
     assert server.default is not None
@@ -252,14 +252,14 @@ def test_discovery_of_a_fresh_node_and_its_empty_collections(server: RunningServ
     assert r.status_code == 200 and r.json() == {}
 
 
-def test_api_root_information(e2e: Node) -> None:
+def test_api_root_information(e2e: Running) -> None:
     root = e2e.api_root("ukr")
     assert root.versions == [TAXII]
     assert root.max_content_length == MAX_CONTENT_LENGTH
     assert root.title
 
 
-def test_collections_list(e2e: Node) -> None:
+def test_collections_list(e2e: Running) -> None:
     made = {e2e.new_collection("list one"), e2e.new_collection("list two")}
     writer = e2e.api_root("gbr").collections
     ids = [c.id for c in writer]
@@ -274,7 +274,7 @@ def test_collections_list(e2e: Node) -> None:
     assert [c["id"] for c in raw] == ids
 
 
-def test_one_collection(e2e: Node) -> None:
+def test_one_collection(e2e: Running) -> None:
     cid = e2e.new_collection("single", description="just one")
     c = e2e.collection("kor", cid)
     assert (c.id, c.title, c.description) == (cid, "single", "just one")
@@ -285,7 +285,7 @@ def test_one_collection(e2e: Node) -> None:
 # -- add objects and status ------------------------------------------------------------------------------
 
 
-def test_add_objects_and_status(e2e: Node) -> None:
+def test_add_objects_and_status(e2e: Running) -> None:
     cid = e2e.new_collection()
     marking = mark("SECRET", "GBR,KOR", "amber")
     objects = [*marking["definitions"], indicator(refs=marking["refs"]), malware(marking["refs"])]
@@ -312,7 +312,7 @@ def test_add_objects_and_status(e2e: Node) -> None:
 # -- get objects: each filter ----------------------------------------------------------------------------
 
 
-def test_get_objects_default_is_latest_versions_in_date_added_order(e2e: Node, corpus: Corpus) -> None:
+def test_get_objects_default_is_latest_versions_in_date_added_order(e2e: Running, corpus: Corpus) -> None:
     got = e2e.collection("gbr", corpus.collection).get_objects()
     assert got["more"] is False
     assert set(ids_of(got)) == corpus.everything_last
@@ -321,7 +321,7 @@ def test_get_objects_default_is_latest_versions_in_date_added_order(e2e: Node, c
     assert [o["modified"] for o in a] == [corpus.a_versions[-1]]
 
 
-def test_get_objects_added_after(e2e: Node) -> None:
+def test_get_objects_added_after(e2e: Running) -> None:
     cid = e2e.new_collection()
     c = e2e.collection("gbr", cid)
     first = [indicator(), indicator()]
@@ -335,7 +335,7 @@ def test_get_objects_added_after(e2e: Node) -> None:
     assert "objects" not in c.get_objects(added_after=last)
 
 
-def test_get_objects_limit_and_next_pagination(e2e: Node, corpus: Corpus) -> None:
+def test_get_objects_limit_and_next_pagination(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
     pages = list(as_pages(c.get_objects, per_request=2, version="all"))
     assert len(pages) == 4  # 2 markings + 3 versions of A + B + M = 7 objects
@@ -348,7 +348,7 @@ def test_get_objects_limit_and_next_pagination(e2e: Node, corpus: Corpus) -> Non
     assert seen == [(o["id"], o.get("modified", o.get("created"))) for o in whole]
 
 
-def test_manifest_pagination(e2e: Node, corpus: Corpus) -> None:
+def test_manifest_pagination(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
     pages = list(as_pages(c.get_manifest, per_request=3))
     entries = [e for p in pages for e in p["objects"]]
@@ -356,7 +356,7 @@ def test_manifest_pagination(e2e: Node, corpus: Corpus) -> None:
     assert len(entries) == len(corpus.everything_last)
 
 
-def test_match_id(e2e: Node, corpus: Corpus) -> None:
+def test_match_id(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
     one = c.get_objects(id=corpus.a)
     assert ids_of(one) == [corpus.a]
@@ -366,7 +366,7 @@ def test_match_id(e2e: Node, corpus: Corpus) -> None:
     assert "objects" not in c.get_objects(id=f"indicator--{uuid.uuid4()}")
 
 
-def test_match_type(e2e: Node, corpus: Corpus) -> None:
+def test_match_type(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
     assert set(ids_of(c.get_objects(type="indicator"))) == {corpus.a, corpus.b}
     assert set(ids_of(c.get_objects(type="indicator,malware"))) == {corpus.a, corpus.b, corpus.m}
@@ -374,7 +374,7 @@ def test_match_type(e2e: Node, corpus: Corpus) -> None:
     assert "objects" not in c.get_objects(type="campaign")
 
 
-def test_match_version(e2e: Node, corpus: Corpus) -> None:
+def test_match_version(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
 
     def versions_of_a(**kw: Any) -> list[str]:
@@ -393,14 +393,14 @@ def test_match_version(e2e: Node, corpus: Corpus) -> None:
     assert len(everything["objects"]) == 7
 
 
-def test_match_spec_version(e2e: Node, corpus: Corpus) -> None:
+def test_match_spec_version(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
     assert set(ids_of(c.get_objects(spec_version="2.1"))) == corpus.everything_last
     assert "objects" not in c.get_objects(spec_version="2.0")
     assert set(ids_of(c.get_objects(spec_version="2.0,2.1"))) == corpus.everything_last
 
 
-def test_first_and_last_follow_modified_not_arrival(e2e: Node) -> None:
+def test_first_and_last_follow_modified_not_arrival(e2e: Running) -> None:
     cid = e2e.new_collection()
     c = e2e.collection("gbr", cid)
     a = f"indicator--{uuid.uuid4()}"
@@ -412,7 +412,7 @@ def test_first_and_last_follow_modified_not_arrival(e2e: Node) -> None:
     assert sorted(c.object_versions(a)["versions"]) == [stamp(1, 1), stamp(2, 2), stamp(3, 3)]
 
 
-def test_date_added_headers_match_the_manifest(e2e: Node, corpus: Corpus) -> None:
+def test_date_added_headers_match_the_manifest(e2e: Running, corpus: Corpus) -> None:
     base = f"/api/collections/{corpus.collection}"
     for params in ({}, {"match[version]": "all"}, {"match[type]": "indicator"}, {"limit": "2"}):
         objects = e2e.get("gbr", f"{base}/objects/", **params)
@@ -439,7 +439,7 @@ def test_date_added_headers_match_the_manifest(e2e: Node, corpus: Corpus) -> Non
 # -- manifest, one object, versions, delete --------------------------------------------------------------
 
 
-def test_manifest(e2e: Node, corpus: Corpus) -> None:
+def test_manifest(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
     manifest = c.get_manifest(version="all")
     entries = manifest["objects"]
@@ -455,7 +455,7 @@ def test_manifest(e2e: Node, corpus: Corpus) -> None:
     assert [e["version"] for e in entries if e["id"] == corpus.a] == corpus.a_versions
 
 
-def test_get_object(e2e: Node, corpus: Corpus) -> None:
+def test_get_object(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
     got = c.get_object(corpus.a)
     assert [o["modified"] for o in got["objects"]] == [corpus.a_versions[-1]]
@@ -467,7 +467,7 @@ def test_get_object(e2e: Node, corpus: Corpus) -> None:
     assert http_status(exc) == 404
 
 
-def test_object_versions(e2e: Node, corpus: Corpus) -> None:
+def test_object_versions(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
     assert c.object_versions(corpus.a)["versions"] == corpus.a_versions
     assert c.object_versions(corpus.b)["versions"] == ["2024-01-01T00:00:00.000Z"]
@@ -480,7 +480,7 @@ def test_object_versions(e2e: Node, corpus: Corpus) -> None:
     assert http_status(exc) == 404
 
 
-def test_delete_object(e2e: Node) -> None:
+def test_delete_object(e2e: Running) -> None:
     cid = e2e.new_collection()
     c = e2e.collection("gbr", cid)
     doomed, kept = indicator(), indicator()
@@ -497,7 +497,7 @@ def test_delete_object(e2e: Node) -> None:
     assert http_status(exc) == 404
 
 
-def test_delete_one_version_of_an_object(e2e: Node) -> None:
+def test_delete_one_version_of_an_object(e2e: Running) -> None:
     cid = e2e.new_collection()
     c = e2e.collection("gbr", cid)
     a = f"indicator--{uuid.uuid4()}"
@@ -524,7 +524,7 @@ class Released:
 
 
 @pytest.fixture(scope="module")
-def released(node: Node) -> Released:
+def released(node: Running) -> Released:
     cid = node.new_collection("releasability")
     gbr_kor, gbr = mark("SECRET", "GBR,KOR"), mark("SECRET", "GBR")
     to_kor, gbr_only = indicator(refs=gbr_kor["refs"]), indicator(refs=gbr["refs"])
@@ -538,7 +538,7 @@ def released(node: Node) -> Released:
     ("who", "expected"),
     [("gbr", "both"), ("gbr2", "both"), ("kor", "to_kor"), ("ukr", "none"), ("kor_conf", "none")],
 )
-def test_releasability_who_sees_what(e2e: Node, released: Released, who: str, expected: str) -> None:
+def test_releasability_who_sees_what(e2e: Running, released: Released, who: str, expected: str) -> None:
     want = {"both": {released.to_kor, released.gbr_only}, "to_kor": {released.to_kor}, "none": set()}[expected]
     c = e2e.collection(who, released.collection)
     assert set(ids_of(c.get_objects(type="indicator"))) == want
@@ -556,7 +556,7 @@ def test_releasability_who_sees_what(e2e: Node, released: Released, who: str, ex
             assert http_status(exc) == 404
 
 
-def test_releasability_manifest_and_versions_agree(e2e: Node, released: Released) -> None:
+def test_releasability_manifest_and_versions_agree(e2e: Running, released: Released) -> None:
     for who in ("gbr", "kor", "ukr", "kor_conf"):
         c = e2e.collection(who, released.collection)
         manifest = c.get_manifest(version="all").get("objects", [])
@@ -569,7 +569,7 @@ def test_releasability_manifest_and_versions_agree(e2e: Node, released: Released
         assert [o["id"] for o in objects] == [e["id"] for e in manifest], who
 
 
-def test_hidden_object_is_404_over_http(e2e: Node, released: Released) -> None:
+def test_hidden_object_is_404_over_http(e2e: Running, released: Released) -> None:
     path = f"/api/collections/{released.collection}/objects/{released.gbr_only}/"
     assert e2e.get("gbr", path).status_code == 200
     assert_taxii_error(e2e.get("kor", path), 404)
@@ -578,7 +578,7 @@ def test_hidden_object_is_404_over_http(e2e: Node, released: Released) -> None:
     assert e2e.get("kor", path).json()["title"] == e2e.get("kor", unknown).json()["title"]
 
 
-def test_rel_to_a_community_admits_its_members(e2e: Node) -> None:
+def test_rel_to_a_community_admits_its_members(e2e: Running) -> None:
     cid = e2e.new_collection()
     ip4 = mark("SECRET", "GBR,IP4")  # KOR is a member of IP4, UKR is not
     obj = indicator(refs=ip4["refs"])
@@ -587,7 +587,7 @@ def test_rel_to_a_community_admits_its_members(e2e: Node) -> None:
     assert "objects" not in e2e.collection("ukr", cid).get_objects(type="indicator")
 
 
-def test_unmarked_object_is_visible_only_to_its_nation(e2e: Node) -> None:
+def test_unmarked_object_is_visible_only_to_its_nation(e2e: Running) -> None:
     cid = e2e.new_collection()
     plain = indicator()
     status = e2e.collection("gbr", cid).add_objects({"objects": [plain]})
@@ -603,7 +603,7 @@ def test_unmarked_object_is_visible_only_to_its_nation(e2e: Node) -> None:
         assert http_status(exc) == 404
 
 
-def test_unknown_marking_definition_is_a_failure_and_the_rest_is_stored(e2e: Node) -> None:
+def test_unknown_marking_definition_is_a_failure_and_the_rest_is_stored(e2e: Running) -> None:
     cid = e2e.new_collection()
     unknown = f"marking-definition--{uuid.uuid4()}"
     good, bad = indicator(), indicator(refs=[unknown])
@@ -619,7 +619,7 @@ def test_unknown_marking_definition_is_a_failure_and_the_rest_is_stored(e2e: Nod
 # -- date_added, idempotence, custom objects -------------------------------------------------------------
 
 
-def test_500_objects_in_one_envelope_get_unique_increasing_date_added(e2e: Node) -> None:
+def test_500_objects_in_one_envelope_get_unique_increasing_date_added(e2e: Running) -> None:
     cid = e2e.new_collection()
     marking = mark("SECRET", "GBR,KOR")
     objects = [indicator(refs=marking["refs"]) for _ in range(500)]
@@ -645,7 +645,7 @@ def test_500_objects_in_one_envelope_get_unique_increasing_date_added(e2e: Node)
     assert set(seen) == {o["id"] for o in objects}
 
 
-def test_posting_the_same_envelope_twice_is_idempotent(e2e: Node) -> None:
+def test_posting_the_same_envelope_twice_is_idempotent(e2e: Running) -> None:
     cid = e2e.new_collection()
     marking = mark("SECRET", "GBR,KOR", "green")
     objects = [*marking["definitions"], indicator(refs=marking["refs"]), malware(marking["refs"])]
@@ -662,7 +662,7 @@ def test_posting_the_same_envelope_twice_is_idempotent(e2e: Node) -> None:
     assert len({e["id"] for e in after}) == len(after) == 4
 
 
-def test_custom_objects_round_trip_unchanged(e2e: Node) -> None:
+def test_custom_objects_round_trip_unchanged(e2e: Running) -> None:
     cid = e2e.new_collection()
     marking = mark("SECRET", "GBR,KOR")
     tactic = {
@@ -695,7 +695,7 @@ def test_custom_objects_round_trip_unchanged(e2e: Node) -> None:
 # -- authentication and authorisation ---------------------------------------------------------------------
 
 
-def test_401_without_credentials(e2e: Node) -> None:
+def test_401_without_credentials(e2e: Running) -> None:
     with Server(f"{e2e.url}/taxii2/") as anonymous, pytest.raises(requests.HTTPError) as exc:
         _ = anonymous.title
     assert http_status(exc) == 401
@@ -705,7 +705,7 @@ def test_401_without_credentials(e2e: Node) -> None:
         assert "WWW-Authenticate" in r.headers
 
 
-def test_401_with_a_wrong_token(e2e: Node) -> None:
+def test_401_with_a_wrong_token(e2e: Running) -> None:
     real = e2e.tokens["kor"]
     wrong_secret = real[: real.rindex("_") + 1] + "not-the-secret"
     for token in (wrong_secret, "rt_0123456789abcdef_nope", "garbage"):
@@ -716,7 +716,7 @@ def test_401_with_a_wrong_token(e2e: Node) -> None:
         assert_taxii_error(r, 401)
 
 
-def test_read_only_token_is_forbidden_to_post(e2e: Node) -> None:
+def test_read_only_token_is_forbidden_to_post(e2e: Running) -> None:
     cid = e2e.new_collection()
     obj = indicator()
     c = e2e.collection("gbr_ro", cid)

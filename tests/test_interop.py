@@ -26,7 +26,7 @@ from stix2validator import ValidationOptions, validate_instance
 from taxii2client.common import TokenAuth
 from taxii2client.v21 import ApiRoot, Collection, Server, Status, as_pages
 
-from relto.cli import _issue
+from relto.admin import issue_token
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import releasability_marking
 from relto.node import Node as ReltoNode
@@ -75,7 +75,7 @@ def node(
         made = ReltoNode(db.open())
         tokens = {"admin": admin}
         for who in ("gbr", "kor"):
-            tokens[who] = _issue(made.store, nation=who.upper(), clearance="SECRET", organisation="", name=who)
+            tokens[who] = issue_token(made.store, nation=who.upper(), clearance="SECRET", organisation="", name=who)
         collections = {name: made.add_collection(name).id for name in ("corpus", "scratch", "misp")}
         made.close()
         server = start_server(db, admin, logs=folder)

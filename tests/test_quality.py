@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -50,3 +51,66 @@ def test_api_knows_no_storage_back_end() -> None:
         text = path.read_text()
         for backend in ("relto.store.postgres", "relto.store.sqlite", "relto.store.sql"):
             assert backend not in text, f"{path.name} imports {backend}"
+
+
+def _imports(src: Path) -> dict[str, set[str]]:
+    """Module -> the relto modules it imports, at any depth of the file (imports inside functions count too)."""
+    modules = {
+        ".".join(p.relative_to(src.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in src.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parent, *([base] if base else [])])
+                # `from relto.store import base` imports the module relto.store.base.
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_inside_relto() -> None:
+    """Arrows point one way (DESIGN): no module of relto imports, even lazily, one that imports it back."""
+    cycles = _cycles(_imports(ROOT / "src" / "relto"))
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)

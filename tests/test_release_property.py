@@ -742,7 +742,7 @@ def _list_references_kept(original: Any) -> Any:
 @pytest.mark.parametrize(
     ("function", "bug"),
     [
-        ("_resolves", _element_selectors_ignored),
+        ("resolves", _element_selectors_ignored),
         ("_moved", _indexes_not_renumbered),
         ("_references", _list_references_kept),
     ],

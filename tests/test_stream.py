@@ -46,7 +46,9 @@ def indicator(refs: list[str] | None = None, stix_id: str | None = None, minute:
     return obj
 
 
-class Node:
+class Running:
+    """A relto server running for a test, and tokens issued on its database."""
+
     def __init__(self, server: Server, db: Database) -> None:
         self.server, self.db = server, db
         self.tokens: dict[tuple[str, str], str] = {}
@@ -144,11 +146,11 @@ def ids_of(stream: Stream) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def node(database: Database, tmp_path: Path) -> Iterator[Node]:
+def node(database: Database, tmp_path: Path) -> Iterator[Running]:
     admin = relto("init", *database.args, "--nation", "GBR")
     server = start_server(database, admin, logs=tmp_path)
     try:
-        yield Node(server, database)
+        yield Running(server, database)
     finally:
         server.stop()
 
@@ -173,7 +175,7 @@ markings = st.lists(
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(st.lists(st.tuples(st.sampled_from(NATIONS), markings), min_size=1, max_size=8))
-def check_stream_equals_taxii(node: Node, versions: list[tuple[str, list[tuple[int, list[str]]]]]) -> None:
+def check_stream_equals_taxii(node: Running, versions: list[tuple[str, list[tuple[int, list[str]]]]]) -> None:
     coll = node.collection()
     parties = [(n, c) for n in NATIONS for c in ("CONFIDENTIAL", "SECRET")]
     live = {p: Stream(node.server.url, node.token(*p), coll) for p in parties}
@@ -199,11 +201,11 @@ def ids_of_end(stream: Stream) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_stream_shows_exactly_what_taxii_shows(node: Node) -> None:
+def test_stream_shows_exactly_what_taxii_shows(node: Running) -> None:
     check_stream_equals_taxii(node)
 
 
-def test_resume_after_disconnect_gets_every_missed_event_once(node: Node) -> None:
+def test_resume_after_disconnect_gets_every_missed_event_once(node: Running) -> None:
     coll = node.collection()
     token = node.token("KOR")
     first = Stream(node.server.url, token, coll)
@@ -222,7 +224,7 @@ def test_resume_after_disconnect_gets_every_missed_event_once(node: Node) -> Non
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_deletions_are_events(node: Node) -> None:
+def test_deletions_are_events(node: Running) -> None:
     coll = node.collection()
     obj = indicator([EVERYONE["id"]])
     node.post(coll, [EVERYONE, obj])
@@ -240,7 +242,7 @@ def test_deletions_are_events(node: Node) -> None:
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_revoked_token_closes_its_stream(node: Node) -> None:
+def test_revoked_token_closes_its_stream(node: Running) -> None:
     coll = node.collection()
     token = relto("token", "issue", *node.db.args, "--nation", "KOR", "--clearance", "SECRET")
     stream = Stream(node.server.url, token, coll)
@@ -252,7 +254,7 @@ def test_revoked_token_closes_its_stream(node: Node) -> None:
     stream.close()
 
 
-def test_filters_and_bad_requests(node: Node) -> None:
+def test_filters_and_bad_requests(node: Running) -> None:
     coll = node.collection()
     token = node.token("GBR")
     malware = {
@@ -350,7 +352,7 @@ def test_stream_with_four_workers(database: Database, tmp_path: Path) -> None:
     coll = relto("collection", "add", *database.args, "workers")
     server = start_server(database, admin, "--workers", "4", logs=tmp_path)
     try:
-        node = Node(server, database)
+        node = Running(server, database)
         streams = [Stream(server.url, admin, coll) for _ in range(4)]
         sent: list[tuple[str, str]] = []
         for _ in range(12):  # separate connections: they land on different workers
@@ -367,7 +369,7 @@ def test_stream_with_four_workers(database: Database, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_relto_watch_prints_banners(node: Node) -> None:
+def test_relto_watch_prints_banners(node: Running) -> None:
     coll = node.collection()
     url = f"{node.server.url}/api/collections/{coll}/"
     secret = releasability_marking("SECRET", ["GBR", "KOR"], Ladder())
@@ -395,7 +397,7 @@ def test_relto_watch_prints_banners(node: Node) -> None:
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_a_nation_leaving_a_community_stops_receiving_within_a_second(node: Node) -> None:
+def test_a_nation_leaving_a_community_stops_receiving_within_a_second(node: Running) -> None:
     coll = node.collection()
     ip4 = releasability_marking("SECRET", ["IP4"], Ladder())
     stream = Stream(node.server.url, node.token("KOR"), coll)

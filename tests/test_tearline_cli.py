@@ -103,6 +103,20 @@ def test_the_nodes_ladder_and_communities(tmp_path: Path) -> None:
     assert code == 2 and "OFFEN, GEHEIM" in err
 
 
+def test_the_nodes_ladder_and_communities_by_database_url(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    assert (
+        CliRunner().invoke(main, ["init", "--database", url, "--nation", "DEU", "--levels", "OFFEN,GEHEIM"]).exit_code
+        == 0
+    )
+    assert CliRunner().invoke(main, ["community", "join", "--database", url, "QUINT", "DEU"]).exit_code == 0
+    code, out, err = run("--classification", "OFFEN", "--rel-to", "DEU,QUINT", "--database", url)
+    assert code == 0, err
+    assert orjson.loads(out)["definitions"][0]["name"] == "OFFEN REL TO DEU, QUINT"
+    code, _, err = run("--classification", "SECRET", "--rel-to", "DEU", "--database", url)
+    assert code == 2 and "OFFEN, GEHEIM" in err
+
+
 def test_replace(tmp_path: Path) -> None:
     marked = releasability_marking("SECRET", ["GBR"], Ladder())
     stdin = orjson.dumps(report(object_marking_refs=[marked["id"]]))

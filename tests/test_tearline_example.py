@@ -16,7 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from relto.domain.tearline import mark_objects, parse_mark_request
+from relto.api.marking import parse_mark_request
+from relto.domain.tearline import mark_objects
 from tests.conftest import ROOT, TAXII, Server, relto
 
 DOC = ROOT / "docs" / "tearlines.md"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Callable
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -13,23 +13,16 @@ from typing import Any, BinaryIO, TypeVar
 import click
 import orjson
 
-from relto import __version__
-from relto.domain.communities import Community, Membership, check_community_name, default_communities, membership_index
+from relto import __version__, admin
+from relto.domain.communities import Community, check_community_name, default_communities, membership_index
 from relto.domain.errors import ReltoError
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
-from relto.domain.markings import TLP_IDS, canonical_rel_to, releasability_marking, tlp_definition
+from relto.domain.markings import TLP_IDS, canonical_rel_to, check_rel_to_known, releasability_marking, tlp_definition
 from relto.domain.parties import Party, check_nation
 from relto.domain.tearline import mark_objects, objects_of, parse_field
-from relto.domain.timestamps import now_micros
-from relto.domain.tokens import make_token
-from relto.node import Node
-from relto.settings import Settings
-from relto.store import Store, open_store
-from relto.store.base import NodeInfo, TokenRecord
 from relto.store.open import DB_FILE, sqlite_path, tighten
 
 F = TypeVar("F", bound=Callable[..., Any])
-PRIVATE_UMASK = 0o077
 
 
 def err(message: str) -> None:
@@ -51,20 +44,6 @@ def node_options(f: F) -> F:
         help="The node's data directory (holds relto.db). Env: RELTO_DATA.",
     )(f)
     return f
-
-
-def _open(data: Path | None, database: str | None) -> Store:
-    # Whatever this process creates (SQLite's files included) is for its owner alone: the node holds every
-    # object and the decision log. open_store also creates them private and refuses them open.
-    os.umask(PRIVATE_UMASK)
-    return open_store(data=data, url=database)
-
-
-def _open_node(data: Path | None, database: str | None) -> Node:
-    store = _open(data, database)
-    if not store.initialised():
-        raise ReltoError("this data directory holds no relto node yet: run `relto init --data DIR --nation XXX`")
-    return Node(store, Settings.from_env())
 
 
 class ReltoGroup(click.Group):
@@ -105,12 +84,7 @@ def init(data: Path | None, database: str | None, nation: str, title: str | None
     nation = check_nation(nation)
     ladder = Ladder.of(levels.split(","))
     _tighten(data, database)
-    store = _open(data, database)
-    info = NodeInfo(
-        node_id=str(uuid.uuid4()), nation=nation, levels=ladder.levels, title=title or f"relto node ({nation})"
-    )
-    store.initialise(info, default_communities())
-    token = _issue(store, nation=nation, clearance=ladder.levels[-1], organisation="", name="admin", admin=True)
+    token = admin.create_node(data, database, nation=nation, title=title, ladder=ladder)
     err(f"Created a relto node for {nation}. The admin token below is shown once: keep it safe.")
     click.echo(token)
 
@@ -126,35 +100,6 @@ def _tighten(data: Path | None, database: str | None) -> None:
         err(f"Made {p} private ({'0700' if p.is_dir() else '0600'}): it was open to other users of this machine.")
 
 
-def _issue(
-    store: Store,
-    *,
-    nation: str,
-    clearance: str,
-    organisation: str,
-    name: str,
-    admin: bool = False,
-    can_write: bool = True,
-) -> str:
-    new = make_token()
-    store.add_token(
-        TokenRecord(
-            id=0,
-            key_id=new.key_id,
-            secret_hash=new.secret_hash,
-            nation=nation,
-            organisation=organisation,
-            name=name,
-            clearance=clearance,
-            admin=admin,
-            can_write=can_write,
-            created=now_micros(),
-            revoked=None,
-        )
-    )
-    return new.value
-
-
 @main.group()
 def token() -> None:
     """Issue, list and revoke tokens."""
@@ -166,7 +111,7 @@ def token() -> None:
 @click.option("--clearance", required=True, help="A level of the node's ladder, e.g. SECRET.")
 @click.option("--org", "organisation", default="", help="The holder's organisation.")
 @click.option("--name", default="", help="A name to recognise the token by.")
-@click.option("--admin", is_flag=True, help="May manage the node (delete any object, read any status).")
+@click.option("--admin", "is_admin", is_flag=True, help="May manage the node (delete any object, read any status).")
 @click.option("--read-only", is_flag=True, help="May read but not publish.")
 def token_issue(
     data: Path | None,
@@ -175,21 +120,20 @@ def token_issue(
     clearance: str,
     organisation: str,
     name: str,
-    admin: bool,
+    is_admin: bool,
     read_only: bool,
 ) -> None:
     """Issue a token and print it alone on stdout (it is shown once and stored only as a hash)."""
-    node = _open_node(data, database)
-    level = node.ladder.name(node.ladder.rank(clearance))
-    value = _issue(
-        node.store,
-        nation=check_nation(nation),
-        clearance=level,
-        organisation=organisation,
-        name=name,
-        admin=admin,
-        can_write=not read_only,
-    )
+    with closing(admin.open_node(data, database)) as node:
+        value = admin.issue_token(
+            node.store,
+            nation=check_nation(nation),
+            clearance=node.ladder.name(node.ladder.rank(clearance)),
+            organisation=organisation,
+            name=name,
+            admin=is_admin,
+            can_write=not read_only,
+        )
     click.echo(value)
 
 
@@ -197,8 +141,9 @@ def token_issue(
 @node_options
 def token_list(data: Path | None, database: str | None) -> None:
     """List tokens (never their secrets)."""
-    node = _open_node(data, database)
-    for t in node.store.tokens():
+    with closing(admin.open_node(data, database)) as node:
+        tokens = node.store.tokens()
+    for t in tokens:
         state = "revoked" if t.revoked else "active"
         flags = ",".join(f for f, on in (("admin", t.admin), ("read-only", not t.can_write)) if on)
         click.echo(f"{t.key_id}\t{t.nation}\t{t.clearance}\t{t.organisation or '-'}\t{t.name or '-'}\t{state}\t{flags}")
@@ -209,9 +154,8 @@ def token_list(data: Path | None, database: str | None) -> None:
 @click.argument("key_id")
 def token_revoke(data: Path | None, database: str | None, key_id: str) -> None:
     """Revoke a token by its key id (the 16 hex digits after `rt_`, as `token list` shows)."""
-    node = _open_node(data, database)
-    if not node.store.revoke_token(key_id, now_micros()):
-        raise ReltoError(f"no active token with key id {key_id!r}")
+    with closing(admin.open_node(data, database)) as node:
+        admin.revoke_token(node.store, key_id)
     err(f"Revoked {key_id}.")
 
 
@@ -226,16 +170,17 @@ def collection() -> None:
 @click.option("--description", default="", help="What the collection holds.")
 def collection_add(data: Path | None, database: str | None, title: str, description: str) -> None:
     """Create a collection and print its id alone on stdout."""
-    node = _open_node(data, database)
-    click.echo(node.add_collection(title, description).id)
+    with closing(admin.open_node(data, database)) as node:
+        click.echo(node.add_collection(title, description).id)
 
 
 @collection.command("list")
 @node_options
 def collection_list(data: Path | None, database: str | None) -> None:
     """List collections: id and title."""
-    node = _open_node(data, database)
-    for c in node.collections():
+    with closing(admin.open_node(data, database)) as node:
+        collections = node.collections()
+    for c in collections:
         click.echo(f"{c.id}\t{c.title}")
 
 
@@ -260,8 +205,8 @@ def _community_json(c: Community) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: name, members with since/until.")
 def community_list(data: Path | None, database: str | None, as_json: bool) -> None:
     """List communities and their members today (all spells with --json)."""
-    node = _open_node(data, database)
-    communities = node.store.communities()
+    with closing(admin.open_node(data, database)) as node:
+        communities = node.store.communities()
     if as_json:
         click.echo(orjson.dumps([_community_json(c) for c in communities], option=orjson.OPT_INDENT_2).decode())
         return
@@ -280,14 +225,10 @@ def community_join(
     data: Path | None, database: str | None, name: str, nation: str, since: str | None, description: str | None
 ) -> None:
     """Add NATION to community NAME (creating the community if new)."""
-    node = _open_node(data, database)
-    name, nation = check_community_name(name), check_nation(nation)
-    day = _day(since) if since else date.today()
-    current = {c.name: c for c in node.store.communities()}.get(name, Community(name, description or ""))
-    if current.has_member(nation, day):
-        raise ReltoError(f"{nation} is already a member of {name} on {day}")
-    spells = (*current.members, Membership(nation, day))
-    node.store.put_community(Community(name, description or current.description, spells))
+    with closing(admin.open_node(data, database)) as node:
+        name, nation = check_community_name(name), check_nation(nation)
+        day = admin.parse_day(since) if since else date.today()
+        admin.join_community(node, name, nation, day, description)
     err(f"{nation} is a member of {name} from {day}.")
 
 
@@ -298,24 +239,11 @@ def community_join(
 @click.option("--on", "on", default=None, help="First day no longer a member (YYYY-MM-DD); default today.")
 def community_leave(data: Path | None, database: str | None, name: str, nation: str, on: str | None) -> None:
     """End NATION's membership of community NAME (history is kept)."""
-    node = _open_node(data, database)
-    name, nation = check_community_name(name), check_nation(nation)
-    day = _day(on) if on else date.today()
-    found = {c.name: c for c in node.store.communities()}.get(name)
-    if found is None or not any(m.nation == nation and m.until is None for m in found.members):
-        raise ReltoError(f"{nation} has no open membership of {name}")
-    spells = tuple(
-        Membership(m.nation, m.since, day) if m.nation == nation and m.until is None else m for m in found.members
-    )
-    node.store.put_community(Community(found.name, found.description, spells))
+    with closing(admin.open_node(data, database)) as node:
+        name, nation = check_community_name(name), check_nation(nation)
+        day = admin.parse_day(on) if on else date.today()
+        admin.leave_community(node, name, nation, day)
     err(f"{nation} leaves {name} on {day}.")
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ReltoError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 @main.command()
@@ -323,13 +251,20 @@ def _day(text: str) -> date:
 @click.option("--rel-to", "rel_to", required=True, help="Nations and communities, comma-separated: GBR,KOR,NATO.")
 @click.option("--tlp", type=click.Choice(sorted(TLP_IDS)), default=None, help="A TLP 2.0 marking to add.")
 @click.option("--levels", default=",".join(DEFAULT_LEVELS), show_default=True, help="The classification ladder.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (the default is also JSON; kept for scripts).")
+# Output is always JSON: --json is accepted, unlisted, so that scripts written when it was listed keep working.
+@click.option("--json", "as_json", is_flag=True, hidden=True)
 @click.option(
     "--data",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="RELTO_DATA",
     default=None,
     help="Check ladder and community names against this node (default: the built-in ones).",
+)
+@click.option(
+    "--database",
+    envvar="RELTO_DATABASE_URL",
+    default=None,
+    help="As --data, for a node in this database (sqlite:///PATH or postgresql://...); overrides --data.",
 )
 @click.option(
     "--apply",
@@ -356,6 +291,7 @@ def mark(
     levels: str,
     as_json: bool,
     data: Path | None,
+    database: str | None,
     apply_to: BinaryIO | None,
     fields: tuple[str, ...],
     replace: bool,
@@ -367,21 +303,15 @@ def mark(
     del as_json
     ladder = Ladder.of(levels.split(","))
     communities = default_communities()
-    if data is not None:
-        node = _open_node(data, None)
-        ladder, communities = node.ladder, node.store.communities()
+    if data is not None or database is not None:
+        with closing(admin.open_node(data, database)) as node:
+            ladder, communities = node.ladder, node.store.communities()
     if apply_to is None and (fields or replace):
         raise ReltoError("--field and --replace mark the objects of a file: add --apply FILE (- for stdin)")
     if apply_to is not None:
         _mark_file(apply_to, classification, rel_to, tlp, fields, replace, ladder, communities)
         return
-    known = {c.name for c in communities}
-    for entry in canonical_rel_to(rel_to.split(",")):
-        if len(entry) != 3 and entry not in known:
-            raise ReltoError(
-                f"{entry!r} is neither a nation code (ISO 3166-1 alpha-3, e.g. GBR) nor a known community "
-                f"({', '.join(sorted(known))})"
-            )
+    check_rel_to_known(canonical_rel_to(rel_to.split(",")), {c.name for c in communities})
     definitions = [releasability_marking(classification, rel_to.split(","), ladder)]
     if tlp:
         definitions.append(tlp_definition(tlp))
@@ -434,49 +364,13 @@ def _mark_file(
 )
 def serve(data: Path | None, database: str | None, host: str, port: int, workers: int) -> None:
     """Serve the node's TAXII 2.1 API."""
-    node = _open_node(data, database)
-    node.purge_statuses()
-    if workers == 1:
-        _serve(node, host, port)
-        return
-    import uvicorn
-
-    node.store.close()
-    # Each worker process builds its own node from these (see app_from_env).
-    if database:
-        os.environ["RELTO_DATABASE_URL"] = database
-    if data:
-        os.environ["RELTO_DATA"] = str(data)
+    with closing(admin.open_node(data, database)) as node:
+        node.purge_statuses()
+        if workers == 1:
+            admin.serve(node, host, port)
+            return
     err(f"relto: {workers} worker processes on http://{host}:{port}/taxii2/")
-    uvicorn.run(
-        "relto.cli:app_from_env",
-        factory=True,
-        timeout_graceful_shutdown=2,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
-
-
-def app_from_env() -> Any:
-    """The ASGI app of one worker process, built from RELTO_DATA / RELTO_DATABASE_URL (for --workers)."""
-    from relto.api import create_app
-
-    data = os.environ.get("RELTO_DATA")
-    return create_app(_open_node(Path(data) if data else None, os.environ.get("RELTO_DATABASE_URL")))
-
-
-def _serve(node: Node, host: str, port: int) -> None:
-    import uvicorn
-
-    from relto.api import create_app
-
-    # Live streams never end by themselves: give them two seconds on shutdown (clients resume elsewhere).
-    uvicorn.run(
-        create_app(node), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2
-    )
+    admin.serve_workers(data, database, host, port, workers)
 
 
 @main.command()
@@ -517,8 +411,7 @@ def preview(
     Prints one JSON document per collection holding the object; `"released": false` when the nation would
     receive nothing (the object is withheld or not releasable to it). Run by the operator, on the database.
     """
-    node = _open_node(data, database)
-    try:
+    with closing(admin.open_node(data, database)) as node:
         operator = Party(token_id=0, nation=node.info.nation, clearance=len(node.ladder.levels) - 1, admin=True)
         if collection_id is None:
             held = sorted({h.collection for h in node.store.holdings([object_id])})
@@ -529,8 +422,6 @@ def preview(
         for cid in held:
             doc = {"collection": cid, **node.preview(operator, cid, object_id, nation, clearance)}
             click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
-    finally:
-        node.close()
 
 
 @main.command()
@@ -546,7 +437,7 @@ def demo(host: str, port: int, data: Path | None) -> None:
     """Start a throwaway demo node: a small coalition, sample intelligence, tokens printed; Ctrl-C stops."""
     from relto.demo import run_demo
 
-    os.umask(PRIVATE_UMASK)
+    os.umask(admin.PRIVATE_UMASK)
     run_demo(host=host, port=port, data=data)
 
 
@@ -579,7 +470,7 @@ def audit_verify(data: Path | None, database: str | None, expected: str | None) 
     from relto.decisions import all_decisions
     from relto.domain.audit import Decision, verify
 
-    node = _open_node(data, database)
+    node = admin.open_node(data, database)
     seen = False
 
     def walk() -> Iterator[Decision]:
@@ -648,7 +539,7 @@ def audit_show(
     nation = check_nation(nation) if nation else None
     start = _instant(since, "--since") if since else None
     end = _instant(until, "--until") if until else None
-    node = _open_node(data, database)
+    node = admin.open_node(data, database)
     try:
         records = node.store.decisions(
             after_seq or 0,

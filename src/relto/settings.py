@@ -59,16 +59,16 @@ SWITCHES = frozenset({"decision_log"})
 class Settings:
     """The values in force; build with Settings.from_env() to apply RELTO_* variables."""
 
-    max_content_length: int = SETTINGS[0].default
-    default_page_size: int = SETTINGS[1].default
-    max_page_size: int = SETTINGS[2].default
-    status_retention_hours: int = SETTINGS[3].default
-    stream_heartbeat_seconds: int = SETTINGS[4].default
-    stream_ring_size: int = SETTINGS[5].default
-    stream_poll_ms: int = SETTINGS[6].default
-    stream_stall_seconds: int = SETTINGS[7].default
-    decision_log: int = SETTINGS[8].default
-    decision_log_flush_ms: int = SETTINGS[9].default
+    max_content_length: int = _DEFAULT["max_content_length"]
+    default_page_size: int = _DEFAULT["default_page_size"]
+    max_page_size: int = _DEFAULT["max_page_size"]
+    status_retention_hours: int = _DEFAULT["status_retention_hours"]
+    stream_heartbeat_seconds: int = _DEFAULT["stream_heartbeat_seconds"]
+    stream_ring_size: int = _DEFAULT["stream_ring_size"]
+    stream_poll_ms: int = _DEFAULT["stream_poll_ms"]
+    stream_stall_seconds: int = _DEFAULT["stream_stall_seconds"]
+    decision_log: int = _DEFAULT["decision_log"]
+    decision_log_flush_ms: int = _DEFAULT["decision_log_flush_ms"]
     max_marking_sets_per_nation: int = _DEFAULT["max_marking_sets_per_nation"]
     publish_bytes_at_once: int = _DEFAULT["publish_bytes_at_once"]
     max_envelope_objects: int = _DEFAULT["max_envelope_objects"]

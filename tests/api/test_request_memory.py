@@ -20,9 +20,9 @@ import httpx
 import orjson
 import pytest
 
+from relto.admin import issue_token
 from relto.api import create_app
 from relto.api.app import ByteBudget
-from relto.cli import _issue
 from relto.domain.communities import default_communities
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import releasability_marking
@@ -51,7 +51,7 @@ def make(tmp_path: Path, settings: Settings) -> tuple[Node, str, str]:
     store = open_store(data=tmp_path / "node")
     store.initialise(NodeInfo(node_id="t", nation="GBR", levels=DEFAULT_LEVELS, title="t"), default_communities())
     node = Node(store, settings)
-    token = _issue(store, nation="GBR", clearance="SECRET", organisation="", name="writer")
+    token = issue_token(store, nation="GBR", clearance="SECRET", organisation="", name="writer")
     return node, token, node.add_collection("memory").id
 
 

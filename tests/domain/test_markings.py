@@ -10,7 +10,7 @@ import pytest
 
 from relto.domain import policy
 from relto.domain.communities import Community, Membership, default_communities, membership_index
-from relto.domain.errors import ConfigurationError, InvalidObject
+from relto.domain.errors import InvalidObject, InvalidValue
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import (
     ACS_EXTENSION_ID,
@@ -115,8 +115,8 @@ def test_acs_codes_map_to_ladder_levels(code: str, level: str) -> None:
         ("SECRET", ["nato alliance"]),
     ],
 )
-def test_bad_releasability_is_a_configuration_error(classification: str, rel_to: list[str]) -> None:
-    with pytest.raises(ConfigurationError):
+def test_bad_releasability_is_an_invalid_value(classification: str, rel_to: list[str]) -> None:
+    with pytest.raises(InvalidValue):
         releasability_marking(classification, rel_to, LADDER)
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from relto.domain.errors import InvalidObject
-from relto.domain.redact import Shape, analyse, format_selector, parse_selector, redact
+from relto.domain.redact import Shape, analyse, redact
+from relto.domain.selectors import format_selector, parse_selector
 
 M1 = "marking-definition--11111111-1111-4111-8111-111111111111"
 M2 = "marking-definition--22222222-2222-4222-8222-222222222222"

@@ -22,12 +22,13 @@ from starlette.routing import Match
 from relto import __version__
 from relto.api.auth import party_of, token_from
 from relto.api.errors import error_response, handle_relto_error
+from relto.api.marking import parse_mark_request
 from relto.api.sse import EventStream
 from relto.domain.communities import membership_index
 from relto.domain.errors import InvalidEnvelope, InvalidRequest, MalformedJSON, PayloadTooLarge, ReltoError
 from relto.domain.markings import relto_extension_definition, relto_identity
 from relto.domain.parties import Party
-from relto.domain.tearline import mark_objects, parse_mark_request
+from relto.domain.tearline import mark_objects
 from relto.domain.timestamps import format_timestamp
 from relto.node import Node, Page
 from relto.stream.doorbell import listen

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from relto.admin import issue_token, serve
 from relto.domain.communities import default_communities
 from relto.domain.tearline import mark_objects
 from relto.node import Node
@@ -52,8 +53,6 @@ def seed(node: Node, tokens: dict[str, str], collection_id: str) -> int:
 
 def build(data: Path) -> tuple[Node, dict[str, str], str]:
     """Create the demo node in `data`: GBR hub, one token per nation, one collection, sample data."""
-    from relto.cli import _issue
-
     store = open_store(data=data)
     info = NodeInfo(
         node_id="demo",
@@ -63,7 +62,7 @@ def build(data: Path) -> tuple[Node, dict[str, str], str]:
     )
     store.initialise(info, default_communities())
     tokens = {
-        n: _issue(store, nation=n, clearance="SECRET", organisation=f"{n} analysts (demo)", name=f"{n} analyst")
+        n: issue_token(store, nation=n, clearance="SECRET", organisation=f"{n} analysts (demo)", name=f"{n} analyst")
         for n in NATIONS
     }
     node = Node(store, Settings.from_env())
@@ -120,6 +119,4 @@ def run_demo(*, host: str, port: int, data: Path | None) -> None:
         say("\nWatch live (each nation sees its own share, as it is published):")
         say(f"  relto watch {base}/api/collections/{coll}/ --from-start --token {tokens['UKR']}")
         say(f"\nData directory: {where} ({'kept' if data else 'deleted on exit'}). Ctrl-C stops.", flush=True)
-        from relto.cli import _serve
-
-        _serve(node, host, actual)
+        serve(node, host, actual)

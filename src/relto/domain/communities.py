@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from relto.domain.errors import ConfigurationError
+from relto.domain.errors import InvalidValue
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_+-]{1,31}$")
 
@@ -16,7 +16,7 @@ def check_community_name(name: str) -> str:
     """Community names are upper case words of 2-32 characters that are not nation codes (3 letters)."""
     upper = name.strip().upper()
     if not _NAME.match(upper) or (len(upper) == 3 and upper.isalpha()):
-        raise ConfigurationError(
+        raise InvalidValue(
             f"{name!r} is not a community name: use 2-32 upper-case letters, digits, _ + - "
             "(and not three letters, which would read as a nation code)"
         )

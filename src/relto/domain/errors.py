@@ -6,12 +6,13 @@ ReltoError
 │   ├── MalformedJSON        the body is not JSON at all
 │   ├── NotAcceptable        the client accepts no media type we produce
 │   ├── UnsupportedMediaType the body is in a media type we do not take
-│   └── PayloadTooLarge      the body is over max_content_length
+│   ├── PayloadTooLarge      the body is over max_content_length
+│   └── InvalidValue         a value someone gave is not valid (a nation code, level, REL TO, selector)
 ├── InvalidObject            one STIX object fails a check (reported per object in a status)
 ├── Unauthenticated          no credential, or one we do not know
 ├── Forbidden                known party, not allowed to do this
 ├── NotFound                 no such thing, or not visible to this party (the same answer)
-└── ConfigurationError       the node or a command is set up wrongly
+└── ConfigurationError       the node is set up wrongly (settings, data directory, database)
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class PayloadTooLarge(InvalidRequest):
     """The request body is larger than the node accepts."""
 
 
+class InvalidValue(InvalidRequest):
+    """A value given by a person or a client (a nation code, level, REL TO, selector) is not valid."""
+
+
 class InvalidObject(ReltoError):
     """A STIX object failed a check; the message says which property and why."""
 
@@ -66,4 +71,4 @@ class NotFound(ReltoError):
 
 
 class ConfigurationError(ReltoError):
-    """The node, a setting or a command argument is wrong."""
+    """The node is set up wrongly: a setting, its data directory or its database."""

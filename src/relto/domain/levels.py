@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relto.domain.errors import ConfigurationError
+from relto.domain.errors import InvalidValue
 
 DEFAULT_LEVELS = ("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET", "TOP SECRET")
 
@@ -21,9 +21,9 @@ class Ladder:
         """Build a ladder, normalising names to upper case and refusing duplicates or an empty list."""
         names = tuple(" ".join(level.upper().split()) for level in levels)
         if not names or any(not n for n in names):
-            raise ConfigurationError("a classification ladder needs at least one non-empty level name")
+            raise InvalidValue("a classification ladder needs at least one non-empty level name")
         if len(set(names)) != len(names):
-            raise ConfigurationError(f"classification levels must be distinct, got {list(names)}")
+            raise InvalidValue(f"classification levels must be distinct, got {list(names)}")
         return cls(names)
 
     def rank(self, name: str) -> int:
@@ -32,7 +32,7 @@ class Ladder:
         try:
             return self.levels.index(key)
         except ValueError:
-            raise ConfigurationError(
+            raise InvalidValue(
                 f"unknown classification {name!r}; this node's levels are {', '.join(self.levels)}"
             ) from None
 

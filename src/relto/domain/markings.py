@@ -7,12 +7,12 @@ of its canonical contents, so the same classification and REL TO give the same i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from relto.domain.communities import check_community_name
-from relto.domain.errors import ConfigurationError, InvalidObject
+from relto.domain.errors import InvalidObject, InvalidValue
 from relto.domain.levels import Ladder
 from relto.domain.parties import check_nation
 
@@ -86,6 +86,16 @@ def canonical_rel_to(entries: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def check_rel_to_known(parties: Iterable[str], communities: Collection[str]) -> None:
+    """Raise unless each REL TO entry is a nation code or one of `communities` (names known to the node)."""
+    for entry in parties:
+        if len(entry) != 3 and entry not in communities:
+            raise InvalidValue(
+                f"{entry!r} is neither a nation code (ISO 3166-1 alpha-3, e.g. GBR) nor a known community "
+                f"({', '.join(sorted(communities))})"
+            )
+
+
 def releasability_id(level: str, parties: tuple[str, ...]) -> str:
     """The id of relto's marking for a (canonical) level and REL TO: the UUIDv5 of those contents."""
     key = f"releasability:1|{level}|{','.join(parties)}"
@@ -97,7 +107,7 @@ def releasability_marking(classification: str, rel_to: Iterable[str], ladder: La
     level = level_name(classification, ladder)
     parties = canonical_rel_to(rel_to)
     if not parties:
-        raise ConfigurationError("REL TO needs at least one nation or community")
+        raise InvalidValue("REL TO needs at least one nation or community")
     return {
         "type": "marking-definition",
         "spec_version": "2.1",
@@ -192,7 +202,7 @@ def interpret_marking_definition(obj: Mapping[str, Any], ladder: Ladder) -> Mark
     try:
         name = ladder.name(ladder.rank(level))
         parties = canonical_rel_to(rel_to)
-    except ConfigurationError as exc:
+    except InvalidValue as exc:
         raise InvalidObject(f"relto marking: {exc.message}") from None
     expected = releasability_id(name, parties)
     if obj.get("id") != expected:
@@ -234,7 +244,7 @@ def _interpret_acs(ext: Any, ladder: Ladder) -> MarkingMeaning:
     try:
         name = level_name(level, ladder)
         parties = canonical_rel_to(nations) if nations else ()
-    except ConfigurationError as exc:
+    except InvalidValue as exc:
         raise InvalidObject(f"ACS 3.0 marking: {exc.message}") from None
     # No permitted nationalities: the originator only. An empty any-of group admits no other nation, whatever
     # the marking is combined with (an absent group would let a wider marking decide alone).
@@ -274,13 +284,3 @@ def combine(
         elif m.tlp is not None and (tlp is None or TLP_ORDER.index(m.tlp) > TLP_ORDER.index(tlp)):
             tlp = m.tlp
     return rank, (tuple(sorted(set(groups))) if groups else None), tlp
-
-
-def marking_banner(ms: MarkingSet, ladder: Ladder) -> str:
-    """A human banner such as 'SECRET REL TO GBR, KOR, NATO // TLP:AMBER'."""
-    if ms.rel_to is None:
-        rel = f"{ladder.name(ms.rank)} {ms.originator} ONLY"
-    else:
-        groups = [", ".join(sorted({ms.originator, *g})) for g in ms.rel_to]
-        rel = f"{ladder.name(ms.rank)} REL TO {' & '.join(groups)}"
-    return rel + (f" // TLP:{ms.tlp.upper()}" if ms.tlp else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from relto.domain.errors import ConfigurationError
+from relto.domain.errors import InvalidValue
 
 _NATION = re.compile(r"^[A-Z]{3}$")
 
@@ -14,7 +14,7 @@ def check_nation(code: str) -> str:
     """Return an ISO 3166-1 alpha-3 code in upper case, or raise if it is not three letters."""
     upper = code.strip().upper()
     if not _NATION.match(upper):
-        raise ConfigurationError(f"{code!r} is not an ISO 3166-1 alpha-3 nation code (three letters, e.g. GBR)")
+        raise InvalidValue(f"{code!r} is not an ISO 3166-1 alpha-3 nation code (three letters, e.g. GBR)")
     return upper
 
 

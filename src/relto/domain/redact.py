@@ -9,7 +9,6 @@ The rules are in docs/tearlines.md.
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,90 +16,12 @@ from typing import Any
 import orjson
 
 from relto.domain.errors import InvalidObject
+from relto.domain.selectors import MARKINGS, Path, format_selector, parse_selector, required, resolves, within
 
-Path = tuple[str | int, ...]
-
-# Common properties that may not be removed from a version that has them, then per type (STIX 2.1).
-_COMMON_REQUIRED = ("type", "id", "spec_version", "created", "modified")
-_NAMED = ("name",)
-REQUIRED: Mapping[str, tuple[str, ...]] = {
-    "attack-pattern": _NAMED,
-    "campaign": _NAMED,
-    "course-of-action": _NAMED,
-    "grouping": ("context", "object_refs"),
-    "identity": _NAMED,
-    "incident": _NAMED,
-    "indicator": ("pattern", "pattern_type", "valid_from"),
-    "infrastructure": _NAMED,
-    "intrusion-set": _NAMED,
-    "language-content": ("object_ref", "contents"),
-    "malware": ("is_family",),
-    "malware-analysis": ("product",),
-    "note": ("content", "object_refs"),
-    "observed-data": ("first_observed", "last_observed", "number_observed"),
-    "opinion": ("opinion", "object_refs"),
-    "relationship": ("relationship_type", "source_ref", "target_ref"),
-    "report": ("name", "published", "object_refs"),
-    "sighting": ("sighting_of_ref",),
-    "threat-actor": _NAMED,
-    "tool": _NAMED,
-    "vulnerability": _NAMED,
-}
 # The references that make a relationship or sighting what it is (docs/tearlines.md, hidden rule 2).
 ENDPOINTS = ("source_ref", "target_ref", "sighting_of_ref")
 # Marking references are vocabulary: never trimmed, never counted as references.
 _NOT_REFERENCES = frozenset({"object_marking_refs", "marking_ref", "granular_markings"})
-
-
-_REQUIRED_SETS = {t: frozenset(_COMMON_REQUIRED + props) for t, props in REQUIRED.items()}
-_COMMON_SET = frozenset(_COMMON_REQUIRED)
-
-
-def required(type_: str) -> frozenset[str]:
-    """The properties a version of this type may not lose."""
-    return _REQUIRED_SETS.get(type_, _COMMON_SET)
-
-
-# selectors ----------------------------------------------------------------------------------------------
-_INDEX = re.compile(r"\[(0|[1-9][0-9]*)\]")
-
-
-def parse_selector(selector: str) -> Path:
-    """'a.[2].b' -> ('a', 2, 'b'); raise InvalidObject when it is not a selector."""
-    parts: list[str | int] = []
-    for token in selector.split("."):
-        if _INDEX.fullmatch(token):
-            parts.append(int(token[1:-1]))
-        elif token and "[" not in token and "]" not in token:
-            parts.append(token)
-        else:
-            raise InvalidObject(
-                f"granular marking selector {selector!r} is not a selector such as 'description' or 'object_refs.[2]'"
-            )
-    if isinstance(parts[0], int):
-        raise InvalidObject(f"granular marking selector {selector!r} must start with a property name")
-    return tuple(parts)
-
-
-def format_selector(path: Path) -> str:
-    """('a', 2, 'b') -> 'a.[2].b'."""
-    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path)
-
-
-def _resolves(obj: Any, path: Path) -> bool:
-    node = obj
-    for part in path:
-        if isinstance(part, int):
-            if not isinstance(node, list) or part >= len(node):
-                return False
-        elif not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def _within(path: Path, outer: Path) -> bool:
-    return len(path) >= len(outer) and path[: len(outer)] == outer
 
 
 # publish ------------------------------------------------------------------------------------------------
@@ -147,9 +68,9 @@ def _field_markings(obj: Mapping[str, Any]) -> tuple[FieldMarking, ...]:
             if not isinstance(selector, str):
                 raise InvalidObject("granular marking selectors must be strings")
             path = parse_selector(selector)
-            if path[0] in ("granular_markings", "object_marking_refs"):
+            if path[0] in MARKINGS:
                 raise InvalidObject(f"granular marking selector {selector!r}: markings cannot mark the markings")
-            if not _resolves(obj, path):
+            if not resolves(obj, path):
                 raise InvalidObject(f"granular marking selector {selector!r} names nothing in this object")
             names[path] = selector
             refs = direct.setdefault(path, set())
@@ -160,7 +81,7 @@ def _field_markings(obj: Mapping[str, Any]) -> tuple[FieldMarking, ...]:
     for path, selector in names.items():
         refs = set()
         for outer, outer_refs in direct.items():
-            if _within(path, outer):
+            if within(path, outer):
                 refs |= outer_refs
         if refs:
             whole = len(path) == 1 and path[0] in needed
@@ -289,7 +210,7 @@ def redact(
     removed: set[Path] = set()
     for selector in hidden_selectors:
         path = parse_selector(selector)
-        if _resolves(obj, path):
+        if resolves(obj, path):
             removed.add(path)
     if hidden_ids:
         found = _references(obj) if nested else _top_level(obj)

@@ -18,6 +18,7 @@ from typing import Any
 
 from relto.domain.errors import InvalidObject
 from relto.domain.observables import id_mismatch
+from relto.domain.selectors import CHECKED_AT_PUBLISH, REQUIRED
 from relto.domain.timestamps import parse_timestamp
 
 _TYPE = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]")
@@ -76,12 +77,7 @@ _VERSIONED = frozenset(
         "vulnerability",
     ]
 )
-_REQUIRED = {
-    "relationship": ("relationship_type", "source_ref", "target_ref"),
-    "sighting": ("sighting_of_ref",),
-    "indicator": ("pattern", "pattern_type", "valid_from"),
-    "report": ("name", "published", "object_refs"),
-}
+_REQUIRED = {type_: REQUIRED[type_] for type_ in CHECKED_AT_PUBLISH}
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,34 +5,36 @@ field marking becomes one `granular_markings` entry holding every selector marke
 combine with the object's, the stricter winning (docs/tearlines.md), so a field marking only ever narrows:
 the result says so in `warnings` when one would not.
 
-`relto mark --apply` and `POST /api/mark/` are thin shells around `mark_objects`.
+`relto mark --apply` and `POST /api/mark/` (its body parsed in api/marking.py) are thin shells around
+`mark_objects`. The selector grammar is domain/selectors.py's, shared with the release path.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from relto.domain.errors import ConfigurationError, InvalidObject, InvalidRequest
+from relto.domain.errors import InvalidObject, InvalidRequest, InvalidValue
 from relto.domain.levels import Ladder
-from relto.domain.markings import TLP_IDS, canonical_rel_to, level_name, releasability_marking, tlp_definition
-from relto.domain.redact import required
+from relto.domain.markings import (
+    TLP_IDS,
+    canonical_rel_to,
+    check_rel_to_known,
+    level_name,
+    releasability_marking,
+    tlp_definition,
+)
+from relto.domain.selectors import (
+    ELEMENT_REQUIRED,
+    INDEX,
+    MARKINGS,
+    check_selector_syntax,
+    json_kind,
+    required,
+    why_unresolved,
+)
 from relto.domain.stix import check_object
-
-# One canonical spelling per list index, as the node writes selectors back: [0], [7], [12]; never [07].
-_INDEX = re.compile(r"\[(0|[1-9][0-9]*)\]")
-# Properties required inside the elements of common STIX lists: removing one leaves an element that is not
-# valid STIX, so marking the whole element is the better advice.
-_ELEMENT_REQUIRED = {
-    "kill_chain_phases": frozenset({"kill_chain_name", "phase_name"}),
-    "external_references": frozenset({"source_name"}),
-}
-# Never selectable: the identity of the object, and the markings themselves (vocabulary, never trimmed).
-_IDENTITY = frozenset({"id", "type"})
-_MARKINGS = frozenset({"granular_markings", "object_marking_refs"})
 
 FieldSpec = tuple[str, Sequence[str]]  # (classification, REL TO)
 
@@ -115,9 +117,9 @@ def mark_objects(
     tlp_def = _tlp(tlp)
     portions: dict[str, tuple[_Portion, list[str]]] = {}  # marking id -> (portion, selectors), first seen first
     for raw_selector, spec in (fields or {}).items():
-        selector = _check_selector_syntax(raw_selector)
+        selector = check_selector_syntax(raw_selector)
         if any(selector in sels for _, sels in portions.values()):
-            raise ConfigurationError(f"selector {selector!r} is given twice: give each field one marking")
+            raise InvalidValue(f"selector {selector!r} is given twice: give each field one marking")
         portion = _field_portion(selector, spec, ladder, communities)
         portions.setdefault(portion.id, (portion, []))[1].append(selector)
 
@@ -135,13 +137,13 @@ def mark_objects(
     names = [_describe(obj) for obj in targets]
 
     selectors = [s for _, sels in portions.values() for s in sels]
-    misses = {s: [_resolve(name, obj, s) for name, obj in zip(names, targets, strict=True)] for s in selectors}
+    misses = {s: [why_unresolved(name, obj, s) for name, obj in zip(names, targets, strict=True)] for s in selectors}
     warnings: list[str] = []
     for s, why in misses.items():
         missing = [name for name, miss in zip(names, why, strict=True) if miss is not None]
         if len(missing) == len(targets):
             first = str(why[0])
-            raise ConfigurationError(first if len(targets) == 1 else f"{first} (nor in the other objects)")
+            raise InvalidValue(first if len(targets) == 1 else f"{first} (nor in the other objects)")
         if missing:
             shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
             warnings.append(f"{s!r} names nothing in {shown}: that field marking is not applied there")
@@ -176,7 +178,7 @@ def _mark(
             f"{_describe(obj)} already carries markings (object_marking_refs or granular_markings): remove them, "
             'or ask to replace them (relto mark --replace; "replace": true for /api/mark/)'
         )
-    out = {k: v for k, v in obj.items() if k not in _MARKINGS}
+    out = {k: v for k, v in obj.items() if k not in MARKINGS}
     out["object_marking_refs"] = [whole.id] + ([tlp_def["id"]] if tlp_def else [])
     entries = list(lang)
     for portion, sels in portions.values():
@@ -198,7 +200,7 @@ def parse_field(text: str) -> tuple[str, FieldSpec]:
     selector, eq, marking = text.partition("=")
     classification, colon, rel_to = marking.partition(":")
     if not eq or not colon or not selector.strip() or not classification.strip() or not rel_to.strip():
-        raise ConfigurationError(
+        raise InvalidValue(
             f"field marking {text!r} is not SELECTOR=CLASSIFICATION:REL,TO "
             "(for example description=SECRET:GBR or object_refs.[2]=SECRET:GBR,USA)"
         )
@@ -214,65 +216,9 @@ def objects_of(doc: Any) -> list[Any]:
         return objects
     if isinstance(doc, dict):
         return [doc]
-    raise InvalidRequest(f'give one STIX object, a bundle or an envelope {{"objects": [...]}}, not a JSON {_kind(doc)}')
-
-
-@dataclass(frozen=True, kw_only=True)
-class MarkRequest:
-    """The body of POST /api/mark/, checked for shape."""
-
-    objects: list[Any]
-    classification: str
-    rel_to: list[str]
-    tlp: str | None = None
-    fields: dict[str, FieldSpec] = field(default_factory=dict)
-    replace: bool = False
-
-
-def parse_mark_request(doc: Any) -> MarkRequest:
-    """Check the shape of a mark request: {"object" | "objects", "classification", "rel_to", "tlp", "fields"}."""
-    shape = (
-        '{"objects": [...] or "object": {...}, "classification": "SECRET", "rel_to": ["GBR", "KOR"], '
-        '"tlp": "amber" (optional), "fields": {"description": {"classification": "SECRET", "rel_to": ["GBR"]}}}'
+    raise InvalidRequest(
+        f'give one STIX object, a bundle or an envelope {{"objects": [...]}}, not a JSON {json_kind(doc)}'
     )
-    if not isinstance(doc, dict):
-        raise InvalidRequest(f"the body must be a JSON object: {shape}")
-    unknown = set(doc) - {"object", "objects", "classification", "rel_to", "tlp", "fields", "replace"}
-    if unknown:
-        raise InvalidRequest(f"unknown properties {sorted(unknown)}; the body is {shape}")
-    if ("object" in doc) == ("objects" in doc):
-        raise InvalidRequest(f'give exactly one of "object" (a STIX object) and "objects" (a list): {shape}')
-    objects = [doc["object"]] if "object" in doc else doc["objects"]
-    if not isinstance(objects, list) or not objects:
-        raise InvalidRequest('"objects" must be a non-empty list of STIX objects')
-    classification, rel_to = _marking_of(doc, "")
-    tlp = doc.get("tlp")
-    if tlp is not None and not isinstance(tlp, str):
-        raise InvalidRequest(f'"tlp" must be one of {", ".join(TLP_IDS)}')
-    fields = doc.get("fields", {})
-    if not isinstance(fields, dict):
-        raise InvalidRequest('"fields" must map selectors to {"classification": ..., "rel_to": [...]}')
-    specs: dict[str, FieldSpec] = {}
-    for selector, marking in fields.items():
-        if not isinstance(marking, dict):
-            raise InvalidRequest(f'"fields.{selector}" must be {{"classification": "SECRET", "rel_to": ["GBR"]}}')
-        specs[selector] = _marking_of(marking, f"fields.{selector}.")
-    replace = doc.get("replace", False)
-    if not isinstance(replace, bool):
-        raise InvalidRequest('"replace" must be true or false')
-    return MarkRequest(
-        objects=objects, classification=classification, rel_to=rel_to, tlp=tlp, fields=specs, replace=replace
-    )
-
-
-def _marking_of(doc: Mapping[str, Any], where: str) -> tuple[str, list[str]]:
-    classification = doc.get("classification")
-    rel_to = doc.get("rel_to")
-    if not isinstance(classification, str):
-        raise InvalidRequest(f'"{where}classification" must be a level name such as "SECRET"')
-    if not isinstance(rel_to, list) or not rel_to or not all(isinstance(p, str) for p in rel_to):
-        raise InvalidRequest(f'"{where}rel_to" must be a non-empty list of nation codes and community names')
-    return classification, rel_to
 
 
 # checks -------------------------------------------------------------------------------------------------
@@ -287,16 +233,11 @@ def _portion(
         level = level_name(classification, ladder)
         parties = canonical_rel_to(rel_to)
         if not parties:
-            raise ConfigurationError("REL TO needs at least one nation or community")
+            raise InvalidValue("REL TO needs at least one nation or community")
         if communities is not None:
-            for entry in parties:
-                if len(entry) != 3 and entry not in communities:
-                    raise ConfigurationError(
-                        f"{entry!r} is neither a nation code (ISO 3166-1 alpha-3, e.g. GBR) nor a known community "
-                        f"({', '.join(sorted(communities))})"
-                    )
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{what}: {exc.message}") from None
+            check_rel_to_known(parties, communities)
+    except InvalidValue as exc:
+        raise InvalidValue(f"{what}: {exc.message}") from None
     return _Portion(releasability_marking(level, parties, ladder), ladder.rank(level), parties)
 
 
@@ -304,10 +245,10 @@ def _field_portion(
     selector: str, spec: Any, ladder: Ladder, communities: Mapping[str, frozenset[str]] | None
 ) -> _Portion:
     if not (isinstance(spec, tuple | list) and len(spec) == 2 and isinstance(spec[0], str)):
-        raise ConfigurationError(f"field {selector!r}: give (classification, REL TO list), got {spec!r}")
+        raise InvalidValue(f"field {selector!r}: give (classification, REL TO list), got {spec!r}")
     classification, rel_to = spec
     if isinstance(rel_to, str) or not all(isinstance(p, str) for p in rel_to):
-        raise ConfigurationError(f"field {selector!r}: REL TO must be a list of nation codes and community names")
+        raise InvalidValue(f"field {selector!r}: REL TO must be a list of nation codes and community names")
     return _portion(classification, rel_to, ladder, communities, f"field {selector!r}")
 
 
@@ -316,62 +257,8 @@ def _tlp(name: str | None) -> dict[str, Any] | None:
         return None
     key = name.strip().lower().removeprefix("tlp:")
     if key not in TLP_IDS:
-        raise ConfigurationError(f"unknown TLP {name!r}; TLP 2.0 names are {', '.join(TLP_IDS)}")
+        raise InvalidValue(f"unknown TLP {name!r}; TLP 2.0 names are {', '.join(TLP_IDS)}")
     return tlp_definition(key)
-
-
-def _check_selector_syntax(raw: Any) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise ConfigurationError("a selector names a property: 'description', 'object_refs.[2]', 'a.b.[0].c'")
-    selector = raw.strip()
-    steps = selector.split(".")
-    for step in steps:
-        if not step:
-            raise ConfigurationError(f"selector {selector!r} has an empty step: steps are separated by one '.'")
-        if ("[" in step or "]" in step) and not _INDEX.fullmatch(step):
-            raise ConfigurationError(
-                f"selector {selector!r}: {step!r} is not a list index; write [n] as its own step, "
-                "as in object_refs.[2] (no leading zeros)"
-            )
-    if _INDEX.fullmatch(steps[0]):
-        raise ConfigurationError(f"selector {selector!r} must start with a property name, e.g. 'object_refs.[2]'")
-    if steps[0] in _IDENTITY:
-        raise ConfigurationError(f"selector {selector!r}: '{steps[0]}' identifies the object and cannot be marked")
-    if steps[0] in _MARKINGS:
-        raise ConfigurationError(f"selector {selector!r}: the markings themselves cannot be marked")
-    return selector
-
-
-def _resolve(what: str, obj: Mapping[str, Any], selector: str) -> str | None:
-    """None when the selector names something in `obj`; otherwise why it does not."""
-    node: Any = obj
-    walked = ""
-    for step in selector.split("."):
-        here = f"{walked}.{step}" if walked else step
-        index = _INDEX.fullmatch(step)
-        if index is not None:
-            if not isinstance(node, list):
-                return f"selector {selector!r} names nothing in {what}: {walked!r} is not a list"
-            if int(index[1]) >= len(node):
-                size = f"has {len(node)} elements, [0] to [{len(node) - 1}]" if node else "is empty"
-                return f"selector {selector!r} names nothing in {what}: {walked!r} {size}"
-            node = node[int(index[1])]
-        else:
-            if isinstance(node, list):
-                return (
-                    f"selector {selector!r} names nothing in {what}: {walked!r} is a list; "
-                    f"name an element as '{walked}.[n]'"
-                )
-            if not isinstance(node, dict):
-                return f"selector {selector!r} names nothing in {what}: {walked!r} is a {_kind(node)}, not an object"
-            if step not in node:
-                near = difflib.get_close_matches(step, [k for k in node if isinstance(k, str)], n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                place = f"{walked!r}" if walked else "it"
-                return f"selector {selector!r} names nothing in {what}: {place} has no property {step!r}{hint}"
-            node = node[step]
-        walked = here
-    return None
 
 
 def _expand(rel_to: Sequence[str], communities: Mapping[str, frozenset[str]] | None) -> frozenset[str]:
@@ -435,14 +322,14 @@ def _required_advice(
                     "instead"
                 )
             steps = s.split(".")
-            if len(steps) >= 3 and _INDEX.fullmatch(steps[-2]) and steps[-1] in _ELEMENT_REQUIRED.get(steps[-3], ()):
+            if len(steps) >= 3 and INDEX.fullmatch(steps[-2]) and steps[-1] in ELEMENT_REQUIRED.get(steps[-3], ()):
                 element = ".".join(steps[:-1])
                 out.append(
                     f"{_describe(obj)}: {steps[-1]!r} is required in each of {steps[-3]!r}; a party outside "
                     f"{portion.name} would receive {element!r} without it, which is not valid STIX: mark {element!r} "
                     "instead"
                 )
-            index = _INDEX.fullmatch(rest)
+            index = INDEX.fullmatch(rest)
             if head in needed and index is not None:
                 marked_elements.setdefault(head, set()).add(int(index[1]))
     for head, indexes in marked_elements.items():
@@ -461,20 +348,8 @@ def _is_definition(obj: Any) -> bool:
 
 def _describe(obj: Any) -> str:
     if not isinstance(obj, dict):
-        raise InvalidObject(f"each object to mark must be a JSON object, not a JSON {_kind(obj)}")
+        raise InvalidObject(f"each object to mark must be a JSON object, not a JSON {json_kind(obj)}")
     id_ = obj.get("id")
     if not isinstance(id_, str) or not isinstance(obj.get("type"), str):
         raise InvalidObject("each object to mark needs its 'type' and 'id'")
     return id_
-
-
-def _kind(value: Any) -> str:
-    return {
-        dict: "object",
-        list: "list",
-        str: "string",
-        bool: "boolean",
-        int: "number",
-        float: "number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)

@@ -1,0 +1,162 @@
+"""Running a node: create it, issue and revoke tokens, edit communities, serve it.
+
+The `relto` command is a thin shell over these; the demo, the tests and the benchmarks call them too, so no
+module needs to import the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from relto.domain.communities import Community, Membership, check_community_name, default_communities
+from relto.domain.errors import InvalidValue, ReltoError
+from relto.domain.levels import Ladder
+from relto.domain.parties import check_nation
+from relto.domain.timestamps import now_micros
+from relto.domain.tokens import make_token
+from relto.node import Node
+from relto.settings import Settings
+from relto.store import Store, open_store
+from relto.store.base import NodeInfo, TokenRecord
+
+PRIVATE_UMASK = 0o077
+
+
+def open_private_store(data: Path | None, database: str | None) -> Store:
+    """The store at --data or --database, with this process creating private files from now on."""
+    # Whatever this process creates (SQLite's files included) is for its owner alone: the node holds every
+    # object and the decision log. open_store also creates them private and refuses them open.
+    os.umask(PRIVATE_UMASK)
+    return open_store(data=data, url=database)
+
+
+def open_node(data: Path | None, database: str | None) -> Node:
+    """The initialised node at --data or --database (close it when done)."""
+    store = open_private_store(data, database)
+    if not store.initialised():
+        store.close()
+        raise ReltoError("this data directory holds no relto node yet: run `relto init --data DIR --nation XXX`")
+    return Node(store, Settings.from_env())
+
+
+def create_node(data: Path | None, database: str | None, *, nation: str, title: str | None, ladder: Ladder) -> str:
+    """Initialise a node for `nation` and return its first admin token."""
+    store = open_private_store(data, database)
+    try:
+        info = NodeInfo(
+            node_id=str(uuid.uuid4()), nation=nation, levels=ladder.levels, title=title or f"relto node ({nation})"
+        )
+        store.initialise(info, default_communities())
+        return issue_token(store, nation=nation, clearance=ladder.levels[-1], organisation="", name="admin", admin=True)
+    finally:
+        store.close()
+
+
+def issue_token(
+    store: Store,
+    *,
+    nation: str,
+    clearance: str,
+    organisation: str,
+    name: str,
+    admin: bool = False,
+    can_write: bool = True,
+) -> str:
+    """Store a new token's hash and return the token (the only time its secret exists in the clear)."""
+    new = make_token()
+    store.add_token(
+        TokenRecord(
+            id=0,
+            key_id=new.key_id,
+            secret_hash=new.secret_hash,
+            nation=nation,
+            organisation=organisation,
+            name=name,
+            clearance=clearance,
+            admin=admin,
+            can_write=can_write,
+            created=now_micros(),
+            revoked=None,
+        )
+    )
+    return new.value
+
+
+def revoke_token(store: Store, key_id: str) -> None:
+    """Revoke the active token with this key id."""
+    if not store.revoke_token(key_id, now_micros()):
+        raise ReltoError(f"no active token with key id {key_id!r}")
+
+
+def join_community(node: Node, name: str, nation: str, day: date, description: str | None = None) -> None:
+    """Make `nation` a member of community `name` from `day`, creating the community if new."""
+    name, nation = check_community_name(name), check_nation(nation)
+    current = {c.name: c for c in node.store.communities()}.get(name, Community(name, description or ""))
+    if current.has_member(nation, day):
+        raise ReltoError(f"{nation} is already a member of {name} on {day}")
+    spells = (*current.members, Membership(nation, day))
+    node.put_community(Community(name, description or current.description, spells))
+
+
+def leave_community(node: Node, name: str, nation: str, day: date) -> None:
+    """End `nation`'s open membership of community `name` on `day` (its history is kept)."""
+    name, nation = check_community_name(name), check_nation(nation)
+    found = {c.name: c for c in node.store.communities()}.get(name)
+    if found is None or not any(m.nation == nation and m.until is None for m in found.members):
+        raise ReltoError(f"{nation} has no open membership of {name}")
+    spells = tuple(
+        Membership(m.nation, m.since, day) if m.nation == nation and m.until is None else m for m in found.members
+    )
+    node.put_community(Community(found.name, found.description, spells))
+
+
+def parse_day(text: str) -> date:
+    """A YYYY-MM-DD date given by the operator."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidValue(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def serve(node: Node, host: str, port: int) -> None:
+    """Serve the node's TAXII 2.1 API in this process until interrupted."""
+    import uvicorn
+
+    from relto.api import create_app
+
+    # Live streams never end by themselves: give them two seconds on shutdown (clients resume elsewhere).
+    uvicorn.run(
+        create_app(node), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2
+    )
+
+
+def serve_workers(data: Path | None, database: str | None, host: str, port: int, workers: int) -> None:
+    """Serve with several worker processes sharing the port; each builds its own node (app_from_env)."""
+    import uvicorn
+
+    if database:
+        os.environ["RELTO_DATABASE_URL"] = database
+    if data:
+        os.environ["RELTO_DATA"] = str(data)
+    uvicorn.run(
+        "relto.admin:app_from_env",
+        factory=True,
+        timeout_graceful_shutdown=2,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def app_from_env() -> Any:
+    """The ASGI app of one worker process, built from RELTO_DATA / RELTO_DATABASE_URL (for --workers)."""
+    from relto.api import create_app
+
+    data = os.environ.get("RELTO_DATA")
+    return create_app(open_node(Path(data) if data else None, os.environ.get("RELTO_DATABASE_URL")))
