@@ -43,3 +43,31 @@ def test_the_cursor_key_is_kept_by_the_node(harness: Harness) -> None:
     first = harness.node.store.secret("cursor", new_key)
     assert harness.node.store.secret("cursor", new_key) == first
     assert harness.node.cursors.open(Cursors(first).seal(7, "c"), "c") == 7
+
+
+def test_a_nation_keeps_versioning_its_own_copy_once_another_becomes_visible(harness: Harness) -> None:
+    """GBR's copy was made while USA's was hidden from GBR, and USA may see GBR's: USA, which has a copy of its
+    own, may still add versions to it (found by the policy property test)."""
+    from relto.domain.markings import releasability_marking
+
+    coll = harness.collection()
+    both = releasability_marking("UNCLASSIFIED", ["GBR", "USA"], harness.node.ladder)
+    stamp = "2024-10-18T09:{:02d}:00.000Z"
+
+    def ind(minute: int, marks: list[str]) -> dict[str, object]:
+        return {
+            "type": "indicator",
+            "spec_version": "2.1",
+            "id": "indicator--308a4870-d91f-4200-8b45-2b563393a3c5",
+            "created": stamp.format(0),
+            "modified": stamp.format(minute),
+            "pattern": "[x:y = 'z']",
+            "pattern_type": "stix",
+            "valid_from": stamp.format(0),
+            **({"object_marking_refs": marks} if marks else {}),
+        }
+
+    assert harness.post(harness.token("USA"), coll, [ind(0, [])])["success_count"] == 1  # USA only
+    assert harness.post(harness.token("GBR"), coll, [both, ind(0, [both["id"]])])["success_count"] == 2
+    status = harness.post(harness.token("USA"), coll, [ind(5, [])])
+    assert status["success_count"] == 1, status

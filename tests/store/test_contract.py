@@ -210,6 +210,9 @@ def test_the_gate_sees_other_nations_holdings_and_may_refuse(store: Store) -> No
     out = store.append(C, [version("indicator--a", 2, originator="KOR"), version("indicator--b", 1)], gate=gate)
     assert out.stored == [False, True] and out.refused == {0: "no"}
     assert asked == [("KOR", ["GBR"])]
+    store.append(C, [version("indicator--a", 1, originator="KOR")], gate=lambda v, hs: None)
+    store.append(C, [version("indicator--a", 3, originator="KOR")], gate=gate)
+    assert asked[-1] == ("KOR", ["GBR", "KOR"])  # the publisher's own versions are shown too
 
 
 def test_a_repost_under_other_markings_is_refused(store: Store) -> None:

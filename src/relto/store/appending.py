@@ -136,7 +136,7 @@ class Appending(SQLBase):
                     continue
                 others = [h for h in held.get(v.stix_id, ()) if h.originator != v.originator]
                 if gate is not None and others:
-                    why = gate(v, [h.holding() for h in others])
+                    why = gate(v, [h.holding() for h in held[v.stix_id]])  # own versions included
                     if why:
                         stored.append(False)
                         refused[i] = why

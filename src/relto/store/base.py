@@ -169,7 +169,8 @@ class Appended:
 
 
 # Asked, inside the write transaction, about each new version whose id other nations hold (in any
-# collection): a refusal message, or None to store it in the publisher's own copy.
+# collection), with every stored version of the id (the publisher's own included): a refusal message, or None
+# to store it in the publisher's own copy.
 Gate = Callable[[NewVersion, Sequence[Holding]], str | None]
 
 
