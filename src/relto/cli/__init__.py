@@ -1,60 +1,26 @@
-"""The `relto` command: the only place that assembles settings, store, node and app."""
+"""The `relto` command: a thin shell over relto.admin; `mark` and `audit` live in modules of their own."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from contextlib import closing
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any
 
 import click
 import orjson
 
 from relto import __version__, admin
-from relto.domain.communities import Community, check_community_name, default_communities, membership_index
+from relto.cli.audit import audit
+from relto.cli.common import ReltoGroup, err, node_options
+from relto.cli.mark import mark
+from relto.domain.communities import Community, check_community_name
 from relto.domain.errors import ReltoError
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
-from relto.domain.markings import TLP_IDS, canonical_rel_to, check_rel_to_known, releasability_marking, tlp_definition
 from relto.domain.parties import Party, check_nation
-from relto.domain.tearline import mark_objects, objects_of, parse_field
 from relto.store.open import DB_FILE, sqlite_path, tighten
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def err(message: str) -> None:
-    """A message for the human, on stderr (stdout carries only what scripts capture)."""
-    click.echo(message, err=True)
-
-
-def node_options(f: F) -> F:
-    """--data and --database, shared by every command that opens a node."""
-    f = click.option(
-        "--database",
-        envvar="RELTO_DATABASE_URL",
-        help="Database URL (sqlite:///PATH); overrides --data. Env: RELTO_DATABASE_URL.",
-    )(f)
-    f = click.option(
-        "--data",
-        envvar="RELTO_DATA",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="The node's data directory (holds relto.db). Env: RELTO_DATA.",
-    )(f)
-    return f
-
-
-class ReltoGroup(click.Group):
-    """Turns domain errors into one clear line and exit status 2, never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ReltoError as exc:
-            err(f"Error: {exc.message}")
-            sys.exit(2)
 
 
 @click.group(cls=ReltoGroup)
@@ -247,111 +213,6 @@ def community_leave(data: Path | None, database: str | None, name: str, nation: 
 
 
 @main.command()
-@click.option("--classification", required=True, help="A level (e.g. SECRET) or ACS code (U, C, S, TS).")
-@click.option("--rel-to", "rel_to", required=True, help="Nations and communities, comma-separated: GBR,KOR,NATO.")
-@click.option("--tlp", type=click.Choice(sorted(TLP_IDS)), default=None, help="A TLP 2.0 marking to add.")
-@click.option("--levels", default=",".join(DEFAULT_LEVELS), show_default=True, help="The classification ladder.")
-# Output is always JSON: --json is accepted, unlisted, so that scripts written when it was listed keep working.
-@click.option("--json", "as_json", is_flag=True, hidden=True)
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="RELTO_DATA",
-    default=None,
-    help="Check ladder and community names against this node (default: the built-in ones).",
-)
-@click.option(
-    "--database",
-    envvar="RELTO_DATABASE_URL",
-    default=None,
-    help="As --data, for a node in this database (sqlite:///PATH or postgresql://...); overrides --data.",
-)
-@click.option(
-    "--apply",
-    "apply_to",
-    type=click.File("rb"),
-    default=None,
-    metavar="FILE",
-    help="Mark the objects of this JSON file (one object, a bundle or an envelope; - for stdin) and print a TAXII "
-    "envelope to POST: definitions, then the marked objects.",
-)
-@click.option(
-    "--field",
-    "fields",
-    multiple=True,
-    metavar="SELECTOR=LEVEL:REL,TO",
-    help="With --apply: mark one field more narrowly, e.g. description=SECRET:GBR or object_refs.[2]=S:GBR,USA "
-    "(repeat for several; see docs/tearlines.md).",
-)
-@click.option("--replace", is_flag=True, help="With --apply: replace markings the objects already carry.")
-def mark(
-    classification: str,
-    rel_to: str,
-    tlp: str | None,
-    levels: str,
-    as_json: bool,
-    data: Path | None,
-    database: str | None,
-    apply_to: BinaryIO | None,
-    fields: tuple[str, ...],
-    replace: bool,
-) -> None:
-    """Print the marking refs and definitions to put in a bundle: {"refs": [...], "definitions": [...]}.
-
-    With --apply, mark objects instead: the whole with --classification/--rel-to/--tlp, fields with --field.
-    """
-    del as_json
-    ladder = Ladder.of(levels.split(","))
-    communities = default_communities()
-    if data is not None or database is not None:
-        with closing(admin.open_node(data, database)) as node:
-            ladder, communities = node.ladder, node.store.communities()
-    if apply_to is None and (fields or replace):
-        raise ReltoError("--field and --replace mark the objects of a file: add --apply FILE (- for stdin)")
-    if apply_to is not None:
-        _mark_file(apply_to, classification, rel_to, tlp, fields, replace, ladder, communities)
-        return
-    check_rel_to_known(canonical_rel_to(rel_to.split(",")), {c.name for c in communities})
-    definitions = [releasability_marking(classification, rel_to.split(","), ladder)]
-    if tlp:
-        definitions.append(tlp_definition(tlp))
-    doc = {"refs": [d["id"] for d in definitions], "definitions": definitions}
-    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
-
-
-def _mark_file(
-    source: BinaryIO,
-    classification: str,
-    rel_to: str,
-    tlp: str | None,
-    fields: tuple[str, ...],
-    replace: bool,
-    ladder: Ladder,
-    communities: list[Community],
-) -> None:
-    """relto mark --apply: the envelope on stdout, advice on stderr."""
-    name = str(getattr(source, "name", "-"))
-    name = "stdin" if name in ("-", "<stdin>") else name
-    try:
-        doc = orjson.loads(source.read())
-    except orjson.JSONDecodeError as exc:
-        raise ReltoError(f"{name} is not JSON: {exc}") from None
-    marked = mark_objects(
-        objects_of(doc),
-        classification=classification,
-        rel_to=rel_to.split(","),
-        tlp=tlp,
-        fields=dict(parse_field(f) for f in fields),
-        replace=replace,
-        ladder=ladder,
-        communities=membership_index(communities, date.today()),
-    )
-    for warning in marked.warnings:
-        err(f"Warning: {warning}")
-    click.echo(orjson.dumps(marked.envelope(), option=orjson.OPT_INDENT_2).decode())
-
-
-@main.command()
 @node_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
@@ -441,118 +302,5 @@ def demo(host: str, port: int, data: Path | None) -> None:
     run_demo(host=host, port=port, data=data)
 
 
-# audit: the decision log ------------------------------------------------------------------------------
-_PROGRESS_EVERY = 100_000
-
-
-@main.group()
-def audit() -> None:
-    """Check and read the decision log: what was released or written, to whom, when, and how."""
-
-
-@audit.command("verify")
-@node_options
-@click.option(
-    "--expect",
-    "expected",
-    default=None,
-    metavar="HASH",
-    help="Also fail unless some record has this hash: a head printed by an earlier verify and kept elsewhere "
-    "(detects a log cut short or rewritten from the start).",
-)
-def audit_verify(data: Path | None, database: str | None, expected: str | None) -> None:
-    """Walk the hash chain: print `OK: N records, head HASH` (exit 0) or `BROKEN at record SEQ: REASON` (exit 1).
-
-    Progress goes to stderr every 100,000 records.
-    """
-    from collections.abc import Iterator
-
-    from relto.decisions import all_decisions
-    from relto.domain.audit import Decision, verify
-
-    node = admin.open_node(data, database)
-    seen = False
-
-    def walk() -> Iterator[Decision]:
-        nonlocal seen
-        for number, record in enumerate(all_decisions(node.store), 1):
-            if number % _PROGRESS_EVERY == 0:
-                err(f"checked {number:,} records ...")
-            seen = seen or record.hash == expected
-            yield record
-
-    try:
-        result = verify(walk())
-    finally:
-        node.close()
-    if not result.ok:
-        click.echo(f"BROKEN at record {result.broken_at}: {result.reason} ({result.detail})")
-        sys.exit(1)
-    if expected is not None and not seen:
-        click.echo(f"BROKEN after record {result.count}: no record has hash {expected} (cut short or rewritten)")
-        sys.exit(1)
-    click.echo(f"OK: {result.count} records, head {result.head}")
-
-
-def _instant(text: str, what: str) -> int:
-    """Microseconds for YYYY-MM-DD or an ISO 8601 date and time (UTC unless it says otherwise)."""
-    from datetime import UTC, datetime, timedelta
-
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ReltoError(f"{what} {text!r} is not a date or time: use YYYY-MM-DD or 2026-01-31T12:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
-@audit.command("show")
-@node_options
-@click.option("--nation", default=None, help="Only records of this nation's tokens.")
-@click.option("--path", default=None, help="Only this path: taxii.objects, taxii.object, taxii.versions, ... publish.")
-@click.option("--object", "object_id", default=None, metavar="ID", help="Only records naming this STIX id.")
-@click.option("--since", default=None, help="Only records at or after this time (YYYY-MM-DD or ISO 8601, UTC).")
-@click.option("--until", default=None, help="Only records before this time (YYYY-MM-DD or ISO 8601, UTC).")
-@click.option("--after", "after_seq", default=None, type=click.IntRange(0), help="Page forward: records after SEQ.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="At most this many records.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with every item and both hashes.")
-def audit_show(
-    data: Path | None,
-    database: str | None,
-    nation: str | None,
-    path: str | None,
-    object_id: str | None,
-    since: str | None,
-    until: str | None,
-    after_seq: int | None,
-    limit: int,
-    as_json: bool,
-) -> None:
-    """List decision records, oldest first: the newest LIMIT that match, or with --after the first LIMIT after SEQ.
-
-    A line: seq, time (UTC), nation, token key id, path, collection, number of items and the first ids.
-    """
-    from relto.decisions import as_json as record_json
-    from relto.decisions import describe
-
-    nation = check_nation(nation) if nation else None
-    start = _instant(since, "--since") if since else None
-    end = _instant(until, "--until") if until else None
-    node = admin.open_node(data, database)
-    try:
-        records = node.store.decisions(
-            after_seq or 0,
-            limit,
-            nation=nation,
-            path=path,
-            object_id=object_id,
-            since=start,
-            until=end,
-            newest=after_seq is None,
-        )
-        key_ids = {t.id: t.key_id for t in node.store.tokens()}
-    finally:
-        node.close()
-    for record in records:
-        click.echo(orjson.dumps(record_json(record, key_ids)).decode() if as_json else describe(record, key_ids))
+main.add_command(mark)
+main.add_command(audit)
