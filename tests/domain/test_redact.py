@@ -161,3 +161,9 @@ def test_references_are_found_from_the_parsed_object_whatever_its_keys() -> None
         extensions={"extension-definition--1": {"extension_type": "property-extension", "x_target_ref": C}},
     )
     assert C in analyse(tricky).references and analyse(tricky).nested is True
+
+
+def test_a_reference_inside_an_object_in_a_refs_list_is_found() -> None:
+    """Found by the release property test: `x_parts_refs: [{"part_ref": C}]` leaked C to parties it is hidden from."""
+    obj = report(x_parts_refs=[{"part_ref": C, "x_role": "part"}])
+    assert C in analyse(obj).references and analyse(obj).nested is True

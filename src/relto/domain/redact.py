@@ -121,7 +121,11 @@ def _collect(node: Any, path: Path, out: list[tuple[Path, str]]) -> None:
             elif isinstance(value, list):
                 if key.endswith("_refs"):
                     if key != "object_marking_refs":
-                        out.extend(((*path, key, i), item) for i, item in enumerate(value) if isinstance(item, str))
+                        for i, item in enumerate(value):
+                            if isinstance(item, str):
+                                out.append(((*path, key, i), item))
+                            elif isinstance(item, dict | list):  # a reference can hide in an object in the list
+                                _collect(item, (*path, key, i), out)
                 elif key not in _NOT_REFERENCES:
                     for i, item in enumerate(value):
                         if isinstance(item, dict | list):
