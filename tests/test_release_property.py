@@ -759,7 +759,11 @@ def attack_specs(
         spec = dataclasses.replace(spec, forged=((target, WIDE_ACS),))
     elif kind == "bare":
         # Naming another nation's definition: relied on only if it is relto's (self-verifying) and visible.
-        target = draw(st.sampled_from(used)) if used and draw(st.integers(0, 3)) else draw(releasability_marks)
+        acs_used = [m for m in used if m.kind == "acs" and attacker in m.rel_to]  # definitions it may see
+        if acs_used and draw(st.booleans()):
+            target = draw(st.sampled_from(acs_used))
+        else:
+            target = draw(st.sampled_from(used)) if used and draw(st.integers(0, 3)) else draw(releasability_marks)
         spec = dataclasses.replace(spec, bare=(target,))
     if spec.forged or spec.bare:
         target = (spec.forged[0][0],) if spec.forged else spec.bare

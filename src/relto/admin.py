@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -65,8 +67,13 @@ def issue_token(
     name: str,
     admin: bool = False,
     can_write: bool = True,
+    kind: str = "",
+    relay_for: str = "",
 ) -> str:
-    """Store a new token's hash and return the token (the only time its secret exists in the clear)."""
+    """Store a new token's hash and return the token (the only time its secret exists in the clear).
+
+    `kind` "peer" makes another node's token reading what `nation` may receive; "relay" a hub's, reading what
+    any of `relay_for` may (docs/federation.md). Node tokens read and never publish."""
     new = make_token()
     store.add_token(
         TokenRecord(
@@ -77,10 +84,12 @@ def issue_token(
             organisation=organisation,
             name=name,
             clearance=clearance,
-            admin=admin,
-            can_write=can_write,
+            admin=admin and not kind,
+            can_write=can_write and not kind,
             created=now_micros(),
             revoked=None,
+            kind=kind,
+            relay_for=relay_for,
         )
     )
     return new.value
@@ -123,35 +132,55 @@ def parse_day(text: str) -> date:
 
 
 def serve(node: Node, host: str, port: int) -> None:
-    """Serve the node's TAXII 2.1 API in this process until interrupted."""
+    """Serve the node's TAXII 2.1 API in this process until interrupted, and follow its peers."""
     import uvicorn
 
     from relto.api import create_app
 
-    # Live streams never end by themselves: give them two seconds on shutdown (clients resume elsewhere).
-    uvicorn.run(
-        create_app(node), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2
-    )
+    with following(node):
+        # Live streams never end by themselves: give them two seconds on shutdown (clients resume elsewhere).
+        uvicorn.run(
+            create_app(node), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2
+        )
 
 
 def serve_workers(data: Path | None, database: str | None, host: str, port: int, workers: int) -> None:
-    """Serve with several worker processes sharing the port; each builds its own node (app_from_env)."""
+    """Serve with several worker processes sharing the port; each builds its own node (app_from_env). This
+    process alone follows the peers, so each batch is applied once."""
     import uvicorn
 
     if database:
         os.environ["RELTO_DATABASE_URL"] = database
     if data:
         os.environ["RELTO_DATA"] = str(data)
-    uvicorn.run(
-        "relto.admin:app_from_env",
-        factory=True,
-        timeout_graceful_shutdown=2,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    node = open_node(data, database)
+    try:
+        with following(node):
+            uvicorn.run(
+                "relto.admin:app_from_env",
+                factory=True,
+                timeout_graceful_shutdown=2,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+                access_log=False,
+            )
+    finally:
+        node.close()
+
+
+@contextmanager
+def following(node: Node) -> Iterator[None]:
+    """Follow the node's peers in background threads while the block runs."""
+    from relto.federation.sync import Syncer
+
+    syncer = Syncer(node)
+    syncer.start()
+    try:
+        yield
+    finally:
+        syncer.stop()
 
 
 def app_from_env() -> Any:

@@ -22,6 +22,7 @@ from starlette.routing import Match
 from relto import __version__
 from relto.api.auth import party_of, token_from
 from relto.api.errors import error_response, handle_relto_error
+from relto.api.federation import add_federation_routes
 from relto.api.marking import parse_mark_request
 from relto.api.sse import EventStream
 from relto.domain.communities import membership_index
@@ -152,6 +153,8 @@ def create_app(node: Node) -> FastAPI:
             return endpoint
 
         return register
+
+    add_federation_routes(app, node, feeds)
 
     @get("/taxii2/")
     def discovery(request: Request) -> Response:

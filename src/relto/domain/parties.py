@@ -29,6 +29,16 @@ class Party:
     name: str = ""
     admin: bool = False
     can_write: bool = True
+    # A node token (docs/federation.md): "peer" reads what `nation` may receive, "relay" what any nation of
+    # `relay_for` (nations, and communities' members) may; "" is a person's token.
+    kind: str = ""
+    relay_for: tuple[str, ...] = ()
+
+    @property
+    def is_node(self) -> bool:
+        """Whether this is another node's token: it is told each version's originator and path, receives
+        every nation's copy of an id, and never receives TLP:RED or TLP:AMBER+STRICT."""
+        return bool(self.kind)
 
     def __repr__(self) -> str:
         return f"Party(token_id={self.token_id}, nation={self.nation!r}, clearance={self.clearance})"

@@ -5,6 +5,9 @@ visible(party, version) = clearance >= classification
                                OR, for every REL TO group on the version, the nation is listed in it
                                   or is a current member of a community listed in it)
 A version with no REL TO marking is visible to its originator nation only (fail closed).
+
+Another node's token (federation) reads what its nation may see, or what any nation a hub relays for may see,
+and never what TLP:RED or TLP:AMBER+STRICT marks: those never leave the node they were published on.
 """
 
 from __future__ import annotations
@@ -35,3 +38,30 @@ def visible_sets(
 ) -> frozenset[int]:
     """The ids of the marking sets a party may see: the read path filters versions by these in its query."""
     return frozenset(ms.id for ms in sets if visible(nation, clearance, ms, members))
+
+
+NODE_WITHHELD_TLP = frozenset({"red", "amber+strict"})
+
+
+def node_may_carry(ms: MarkingSet) -> bool:
+    """Whether versions of this marking set may leave this node through another node's token at all."""
+    return ms.tlp not in NODE_WITHHELD_TLP
+
+
+def relayed_nations(relay_for: Iterable[str], members: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """The nations a hub relays for today: the nations listed, and the current members of communities listed."""
+    out: set[str] = set()
+    for entry in relay_for:
+        out |= members.get(entry, frozenset({entry}) if len(entry) == 3 and entry.isupper() else frozenset())
+    return frozenset(out)
+
+
+def node_visible_sets(
+    nations: Iterable[str], clearance: int, sets: Iterable[MarkingSet], members: Mapping[str, frozenset[str]]
+) -> frozenset[int]:
+    """The marking sets another node's token may read: those any of `nations` may see at `clearance`, except
+    what TLP keeps on its node."""
+    wanted = frozenset(nations)
+    return frozenset(
+        ms.id for ms in sets if node_may_carry(ms) and any(visible(nation, clearance, ms, members) for nation in wanted)
+    )

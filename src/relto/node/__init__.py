@@ -27,6 +27,7 @@ from relto.domain.markings import MarkingSet
 from relto.domain.parties import Party, check_nation
 from relto.domain.timestamps import now_micros
 from relto.node.authenticator import Authenticator
+from relto.node.federation import Federation
 from relto.node.markings import MarkingResolver
 from relto.node.policy import PolicyView
 from relto.node.publisher import Publisher
@@ -79,8 +80,9 @@ class Node:
         self.markings = MarkingResolver(
             store, self.policy, self.ladder, max_sets_per_nation=self.settings.max_marking_sets_per_nation
         )
-        self.publisher = Publisher(store, self.markings, self.record, self._rang)
+        self.publisher = Publisher(store, self.markings, self.record, self.rang)
         self.releaser = Releaser(store, self.policy)
+        self.federation = Federation(self)
 
     def close(self) -> None:
         """Write the decision log's last records and release the store's connections."""
@@ -118,7 +120,8 @@ class Node:
         self.store.put_community(community)
         self.policy.refresh(force=True)
 
-    def _rang(self, collection_id: str) -> None:
+    def rang(self, collection_id: str) -> None:
+        """Tell this process's live streams (and federation feeds) that a collection was written."""
         for ring in self.on_write:
             ring(collection_id)
 
@@ -318,8 +321,8 @@ class Node:
             raise NotFound(f"no object {object_id} in this collection")
         if not party.admin:
             query = self._query(party, collection_id, filters, 0, ids=(object_id,), originator=party.nation)
-        deleted = self.store.delete(query)
-        self._rang(collection_id)
+        deleted = self.store.delete(query, party.nation)
+        self.rang(collection_id)
         self.record(party, "delete", collection_id, [(r.stix_id, r.version_text) for r in mine])
         return deleted
 

@@ -65,6 +65,8 @@ class Authenticator:
             organisation=record.organisation,
             name=record.name,
             admin=record.admin,
-            can_write=record.can_write,
+            can_write=record.can_write and not record.kind,
+            kind=record.kind,
+            relay_for=tuple(x for x in record.relay_for.split(",") if x),
         )
         return party, record.secret_hash

@@ -29,8 +29,11 @@ class Snapshot:
     generation: tuple[int, int]
     sets: Mapping[int, MarkingSet]
     communities: Sequence[Community]
-    # (nation, clearance, day) -> the marking sets visible: filled as parties ask, dropped with the snapshot
-    compiled: dict[tuple[str, int, str], frozenset[int]] = field(default_factory=dict, compare=False)
+    # (nation, clearance, day, node kind, relay_for) -> the marking sets visible: filled as parties ask, dropped
+    # with the snapshot
+    compiled: dict[tuple[str, int, str, str, tuple[str, ...]], frozenset[int]] = field(
+        default_factory=dict, compare=False
+    )
 
     @property
     def max_set(self) -> int:
@@ -92,11 +95,15 @@ class PolicyView:
         self.refresh(force=refresh)
         snapshot = self._snapshot
         today = datetime.now(UTC).date()
-        key = (party.nation, party.clearance, today.isoformat())
+        key = (party.nation, party.clearance, today.isoformat(), party.kind, party.relay_for)
         compiled = snapshot.compiled.get(key)
         if compiled is None:
             members = membership_index(snapshot.communities, today)
-            compiled = policy.visible_sets(party.nation, party.clearance, snapshot.sets.values(), members)
+            if party.is_node:
+                nations = policy.relayed_nations(party.relay_for, members) if party.kind == "relay" else {party.nation}
+                compiled = policy.node_visible_sets(nations, party.clearance, snapshot.sets.values(), members)
+            else:
+                compiled = policy.visible_sets(party.nation, party.clearance, snapshot.sets.values(), members)
             snapshot.compiled[key] = compiled
         return compiled
 

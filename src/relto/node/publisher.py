@@ -76,34 +76,38 @@ class Publisher:
         accepted: list[NewVersion] = []
         pending: dict[str, MarkingMeaning] = {}
         for i in order:
-            obj = objects[i]
             try:
-                checked = check_object(obj)
-                # A copy the size of the object: orjson's own result keeps a larger buffer, which adds up over
-                # an envelope of small objects (docs/configuration.md, the memory ceiling).
-                body = bytes(memoryview(orjson.dumps(obj)))
-                if checked.type == "marking-definition":
-                    set_id, shape = self.resolver.for_definition(party, obj, checked, pending), None
-                else:
-                    set_id, shape = self.resolver.for_object(party, obj, checked, pending)
+                accepted.append(self.mark_one(party, objects[i], pending))
             except InvalidObject as exc:
-                failures.append(_failure(obj, exc.message))
-                continue
-            accepted.append(
-                NewVersion(
-                    checked.id,
-                    checked.type,
-                    checked.spec_version,
-                    checked.version,
-                    checked.version_text,
-                    set_id,
-                    body,
-                    shape,
-                    obj.get("revoked") is True,
-                    party.nation,
-                )
-            )
+                failures.append(_failure(objects[i], exc.message))
         return failures, accepted
+
+    def mark_one(
+        self, party: Party, obj: Any, pending: dict[str, MarkingMeaning], path: str | None = None
+    ) -> NewVersion:
+        """One object checked and marked as `party`'s (its nation's copy); InvalidObject says why not.
+        `pending`: the meanings of definitions met so far in the envelope; `path`: a received version's."""
+        checked = check_object(obj)
+        # A copy the size of the object: orjson's own result keeps a larger buffer, which adds up over
+        # an envelope of small objects (docs/configuration.md, the memory ceiling).
+        body = bytes(memoryview(orjson.dumps(obj)))
+        if checked.type == "marking-definition":
+            set_id, shape = self.resolver.for_definition(party, obj, checked, pending), None
+        else:
+            set_id, shape = self.resolver.for_object(party, obj, checked, pending)
+        return NewVersion(
+            checked.id,
+            checked.type,
+            checked.spec_version,
+            checked.version,
+            checked.version_text,
+            set_id,
+            body,
+            shape,
+            obj.get("revoked") is True,
+            party.nation,
+            path,
+        )
 
 
 def _type_of(obj: Any) -> Any:

@@ -50,18 +50,20 @@ class Releaser:
     ) -> list[bytes | None]:
         """What each version is released to this party as, or None when it is withheld.
 
-        A party that may see several nations' copies of an id is given one (its own nation's, else the first
-        published); fields marked narrower than the party may see are removed, and references to objects
-        hidden from it, except in its own nation's versions (it wrote them: trimming them would only tell it
-        what the node holds). Most versions need nothing: their stored body goes out unparsed. A tombstone
-        (no body) is judged on its skeleton: anything but None means it was released. `read_at`
-        (time.monotonic()) is when the versions were read from the store, if known: a policy refreshed since
-        then need not be again.
+        A person who may see several nations' copies of an id is given one (its own nation's, else the first
+        published; another node's token gets every copy); fields marked narrower than the party may see are
+        removed, and references to objects hidden from it, except in its own nation's versions (it wrote
+        them: trimming them would only tell it what the node holds). Most versions need nothing: their stored
+        body goes out unparsed. A tombstone (no body) is judged on its skeleton: anything but None means it
+        was released. `read_at` (time.monotonic()) is when the versions were read from the store, if known: a
+        policy refreshed since then need not be again.
         """
         out: list[bytes | None] = [
             v.body if v.body is not None else (getattr(v, "skeleton", None) or b"{}") for v in versions
         ]
-        if any(v.shared for v in versions):
+        if not party.is_node and any(v.shared for v in versions):
+            # A person is shown one copy of an id; another node receives every copy it may (each keeps its
+            # originator there).
             chosen = self._chosen_copies(party, collection_id, versions)
             out = [
                 None if v.shared and chosen.get(v.stix_id) != v.originator else b

@@ -64,177 +64,181 @@ class Appending(SQLBase):
         gate: Gate | None = None,
     ) -> Appended:
         """Store new versions (each in its publisher's copy) and their status in one transaction."""
-        ids = list({v.stix_id for v in versions})
-        o = t.objects
         with self._writing() as conn:
-            held: dict[str, list[_Held]] = {}  # id -> its stored versions, in every collection
-            # Every collection named, so the (collection, stix_id, ...) index serves the lookup.
-            collections = list(conn.execute(select(t.collections.c.id)).scalars())
-            for chunk in chunks(ids, 500):
-                query = select(
-                    o.c.collection,
-                    o.c.stix_id,
-                    o.c.originator,
-                    o.c.version,
-                    o.c.revoked,
-                    o.c.copy_rank,
-                    o.c.marking_set,
-                    o.c.type,
-                    o.c.shape,
-                    o.c.date_added,
-                ).where(o.c.collection.in_(collections), o.c.stix_id.in_(chunk))
-                for row in conn.execute(query):
-                    held.setdefault(row.stix_id, []).append(_Held(*tuple(row)))
-            here = {
-                (h.stix_id, h.originator, h.version): h
-                for hs in held.values()
-                for h in hs
-                if h.collection == collection_id
-            }
-            copies: dict[tuple[str, str], list[int]] = {}  # (id, originator) -> versions in this collection
-            rank: dict[tuple[str, str], int] = {}
-            revoked: set[tuple[str, str]] = set()
-            nations_of: dict[str, set[str]] = {}  # id -> the nations with a copy of it in this collection
-            for h in here.values():
-                copies.setdefault((h.stix_id, h.originator), []).append(h.version)
-                nations_of.setdefault(h.stix_id, set()).add(h.originator)
-                rank[(h.stix_id, h.originator)] = h.copy_rank
-                if h.revoked:
-                    revoked.add((h.stix_id, h.originator))
-            refused: dict[int, str] = {}
-            clock = Clock.read(conn)
-            stored: list[bool] = []
-            rows: list[tuple[Any, ...]] = []
-            superseded: list[tuple[str, str, int]] = []
-            newly_shared: set[tuple[str, str]] = set()
-            revocations: list[NewVersion] = []
-            new_definitions: dict[tuple[str, str], bytes] = {}  # stored by this append, not yet readable
-            for i, v in enumerate(versions):
-                copy = (v.stix_id, v.originator)
-                same = here.get((v.stix_id, v.originator, v.version))
-                defined = v.type == "marking-definition" and any(
-                    h.originator == v.originator for h in held.get(v.stix_id, ())
-                )
-                if defined:
-                    # Definitions are not versioned: the publisher's stored one (in any collection) is it.
-                    why = self._differs(conn, v, same, new_definitions)
-                    if why or copy in copies:
-                        stored.append(False)
-                        if why:
-                            refused[i] = why
-                        continue
-                elif same is not None:
-                    stored.append(False)
-                    why = self._differs(conn, v, same, new_definitions)
-                    if why:
-                        refused[i] = why
-                    continue
-                if copy in revoked:
-                    # The copy is revoked: older versions are gone for good, and nothing follows a revocation.
-                    stored.append(False)
-                    refused[i] = "not stored: this object is revoked (a stored version says so), and stays so"
-                    continue
-                others = [h for h in held.get(v.stix_id, ()) if h.originator != v.originator]
-                if gate is not None and others:
-                    why = gate(v, [h.holding() for h in held[v.stix_id]])  # own versions included
-                    if why:
-                        stored.append(False)
-                        refused[i] = why
-                        continue
-                seq, date_added = clock.tick()
-                mine = copies.setdefault(copy, [])
-                if mine and min(mine) < v.version:
-                    superseded.append((v.stix_id, v.originator, v.version))
-                has_newer = bool(mine) and max(mine) > v.version
-                mine.append(v.version)
-                rank.setdefault(copy, seq)
-                nations = nations_of.setdefault(v.stix_id, set())
-                nations.add(v.originator)
-                shared = len(nations) > 1
-                if shared:
-                    newly_shared.add(copy)
-                if v.revoked:
-                    revocations.append(v)
-                    revoked.add(copy)
-                stored.append(True)
-                new = _Held(
-                    collection_id,
-                    v.stix_id,
-                    v.originator,
-                    v.version,
-                    v.revoked,
-                    rank[copy],
-                    v.marking_set,
-                    v.type,
-                    v.shape,
-                    date_added,
-                )
-                here[(v.stix_id, v.originator, v.version)] = new
-                held.setdefault(v.stix_id, []).append(new)
-                rows.append(
-                    (
-                        seq,
-                        collection_id,
-                        v.stix_id,
-                        v.type,
-                        v.version,
-                        v.version_text,
-                        v.spec_version,
-                        date_added,
-                        v.marking_set,
-                        has_newer,
-                        v.body,
-                        v.shape,
-                        v.revoked,
-                        v.originator,
-                        rank[copy],
-                        shared,
-                    )
-                )
-                if v.type == "marking-definition" and not defined:
-                    new_definitions[copy] = v.body
-                    conn.execute(
-                        insert(t.definitions).values(
-                            id=v.stix_id, originator=v.originator, marking_set=v.marking_set, body=v.body
-                        )
-                    )
-            if rows:
-                self._insert_versions(conn, rows)
-                for stix_id, originator, version in superseded:
-                    conn.execute(
-                        update(o)
-                        .where(
-                            o.c.collection == collection_id,
-                            o.c.stix_id == stix_id,
-                            o.c.originator == originator,
-                            o.c.version < version,
-                        )
-                        .values(has_newer=True)
-                    )
-                # Every copy of an id held by several nations is marked, so reads choose among them.
-                for chunk in chunks(sorted({stix_id for stix_id, _ in newly_shared}), 500):
-                    conn.execute(
-                        update(o)
-                        .where(o.c.collection == collection_id, o.c.stix_id.in_(chunk), o.c.shared.is_(False))
-                        .values(shared=True)
-                    )
-                clock.write(conn)
-                for v in revocations:
-                    self._revoke_older(conn, collection_id, v)
-                self._ring(conn, collection_id)
-            # The date_added of each input's version, stored now or before (None when refused): the version TAXII
-            # shows for an object without modified or created (an SCO).
-            added = [
-                None if i in refused else getattr(here.get((v.stix_id, v.originator, v.version)), "date_added", None)
-                for i, v in enumerate(versions)
-            ]
-            outcome = Appended(stored=stored, refused=refused, date_added=added)
+            outcome = self._append_in(conn, collection_id, versions, gate)
             if status is not None:
                 kept = status(outcome)
                 conn.execute(
                     insert(t.statuses).values(id=kept.id, token_id=kept.token_id, created=kept.created, body=kept.body)
                 )
         return outcome
+
+    def _append_in(
+        self, conn: Connection, collection_id: str, versions: Sequence[NewVersion], gate: Gate | None
+    ) -> Appended:
+        """The append, inside the caller's write transaction."""
+        ids = list({v.stix_id for v in versions})
+        o = t.objects
+        held: dict[str, list[_Held]] = {}  # id -> its stored versions, in every collection
+        # Every collection named, so the (collection, stix_id, ...) index serves the lookup.
+        collections = list(conn.execute(select(t.collections.c.id)).scalars())
+        for chunk in chunks(ids, 500):
+            query = select(
+                o.c.collection,
+                o.c.stix_id,
+                o.c.originator,
+                o.c.version,
+                o.c.revoked,
+                o.c.copy_rank,
+                o.c.marking_set,
+                o.c.type,
+                o.c.shape,
+                o.c.date_added,
+            ).where(o.c.collection.in_(collections), o.c.stix_id.in_(chunk))
+            for row in conn.execute(query):
+                held.setdefault(row.stix_id, []).append(_Held(*tuple(row)))
+        here = {
+            (h.stix_id, h.originator, h.version): h for hs in held.values() for h in hs if h.collection == collection_id
+        }
+        copies: dict[tuple[str, str], list[int]] = {}  # (id, originator) -> versions in this collection
+        rank: dict[tuple[str, str], int] = {}
+        revoked: set[tuple[str, str]] = set()
+        nations_of: dict[str, set[str]] = {}  # id -> the nations with a copy of it in this collection
+        for h in here.values():
+            copies.setdefault((h.stix_id, h.originator), []).append(h.version)
+            nations_of.setdefault(h.stix_id, set()).add(h.originator)
+            rank[(h.stix_id, h.originator)] = h.copy_rank
+            if h.revoked:
+                revoked.add((h.stix_id, h.originator))
+        refused: dict[int, str] = {}
+        clock = Clock.read(conn)
+        stored: list[bool] = []
+        rows: list[tuple[Any, ...]] = []
+        superseded: list[tuple[str, str, int]] = []
+        newly_shared: set[tuple[str, str]] = set()
+        revocations: list[NewVersion] = []
+        new_definitions: dict[tuple[str, str], bytes] = {}  # stored by this append, not yet readable
+        for i, v in enumerate(versions):
+            copy = (v.stix_id, v.originator)
+            same = here.get((v.stix_id, v.originator, v.version))
+            defined = v.type == "marking-definition" and any(
+                h.originator == v.originator for h in held.get(v.stix_id, ())
+            )
+            if defined:
+                # Definitions are not versioned: the publisher's stored one (in any collection) is it.
+                why = self._differs(conn, v, same, new_definitions)
+                if why or copy in copies:
+                    stored.append(False)
+                    if why:
+                        refused[i] = why
+                    continue
+            elif same is not None:
+                stored.append(False)
+                why = self._differs(conn, v, same, new_definitions)
+                if why:
+                    refused[i] = why
+                continue
+            if copy in revoked:
+                # The copy is revoked: older versions are gone for good, and nothing follows a revocation.
+                stored.append(False)
+                refused[i] = "not stored: this object is revoked (a stored version says so), and stays so"
+                continue
+            others = [h for h in held.get(v.stix_id, ()) if h.originator != v.originator]
+            if gate is not None and others:
+                why = gate(v, [h.holding() for h in held[v.stix_id]])  # own versions included
+                if why:
+                    stored.append(False)
+                    refused[i] = why
+                    continue
+            seq, date_added = clock.tick()
+            mine = copies.setdefault(copy, [])
+            if mine and min(mine) < v.version:
+                superseded.append((v.stix_id, v.originator, v.version))
+            has_newer = bool(mine) and max(mine) > v.version
+            mine.append(v.version)
+            rank.setdefault(copy, seq)
+            nations = nations_of.setdefault(v.stix_id, set())
+            nations.add(v.originator)
+            shared = len(nations) > 1
+            if shared:
+                newly_shared.add(copy)
+            if v.revoked:
+                revocations.append(v)
+                revoked.add(copy)
+            stored.append(True)
+            new = _Held(
+                collection_id,
+                v.stix_id,
+                v.originator,
+                v.version,
+                v.revoked,
+                rank[copy],
+                v.marking_set,
+                v.type,
+                v.shape,
+                date_added,
+            )
+            here[(v.stix_id, v.originator, v.version)] = new
+            held.setdefault(v.stix_id, []).append(new)
+            rows.append(
+                (
+                    seq,
+                    collection_id,
+                    v.stix_id,
+                    v.type,
+                    v.version,
+                    v.version_text,
+                    v.spec_version,
+                    date_added,
+                    v.marking_set,
+                    has_newer,
+                    v.body,
+                    v.shape,
+                    v.revoked,
+                    v.originator,
+                    rank[copy],
+                    shared,
+                    v.path,
+                )
+            )
+            if v.type == "marking-definition" and not defined:
+                new_definitions[copy] = v.body
+                conn.execute(
+                    insert(t.definitions).values(
+                        id=v.stix_id, originator=v.originator, marking_set=v.marking_set, body=v.body
+                    )
+                )
+        if rows:
+            self._insert_versions(conn, rows)
+            for stix_id, originator, version in superseded:
+                conn.execute(
+                    update(o)
+                    .where(
+                        o.c.collection == collection_id,
+                        o.c.stix_id == stix_id,
+                        o.c.originator == originator,
+                        o.c.version < version,
+                    )
+                    .values(has_newer=True)
+                )
+            # Every copy of an id held by several nations is marked, so reads choose among them.
+            for chunk in chunks(sorted({stix_id for stix_id, _ in newly_shared}), 500):
+                conn.execute(
+                    update(o)
+                    .where(o.c.collection == collection_id, o.c.stix_id.in_(chunk), o.c.shared.is_(False))
+                    .values(shared=True)
+                )
+            clock.write(conn)
+            for v in revocations:
+                self._revoke_older(conn, collection_id, v)
+            self._ring(conn, collection_id)
+        # The date_added of each input's version, stored now or before (None when refused): the version TAXII
+        # shows for an object without modified or created (an SCO).
+        added = [
+            None if i in refused else getattr(here.get((v.stix_id, v.originator, v.version)), "date_added", None)
+            for i, v in enumerate(versions)
+        ]
+        return Appended(stored=stored, refused=refused, date_added=added)
 
     @staticmethod
     def _differs(
@@ -271,4 +275,4 @@ class Appending(SQLBase):
         )
         found = conn.execute(query).all()
         if found:
-            self._tombstone(conn, collection_id, found)
+            self._tombstone(conn, collection_id, found, v.originator)

@@ -40,6 +40,8 @@ class TokenRecord:
     can_write: bool
     created: int
     revoked: int | None
+    kind: str = ""  # "": a person's; "peer": a peer node of `nation`; "relay": a hub relaying for `relay_for`
+    relay_for: str = ""  # comma-separated nations and communities (relay tokens)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +68,7 @@ class NewVersion:
     shape: bytes | None = None  # relto.domain.redact.Shape, encoded; None when nothing can be trimmed
     revoked: bool = False  # the version says "revoked": true
     originator: str = ""  # the nation publishing it: the version joins that nation's copy of the id
+    path: str | None = None  # received from a peer: the JSON list of nodes it travelled (None: published here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,9 @@ class Event:
     copy_rank: int = 0
     shared: bool = False
     skeleton: bytes | None = None
+    collection: str = ""
+    path: str | None = None  # the nodes a received version travelled (JSON list), None if published here
+    by_owner: bool = False  # a deletion by the version's own nation (only those travel to peers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +289,9 @@ class VersionStore(Protocol):
     def read(self, query: VersionQuery) -> list[StoredVersion]:
         """Versions matching the query, in sequence order, at most `limit`."""
 
-    def delete(self, query: VersionQuery) -> int:
-        """Delete the versions the query matches (limit ignored), leaving tombstones; return how many."""
+    def delete(self, query: VersionQuery, owner: str | None = None) -> int:
+        """Delete the versions the query matches (limit ignored), leaving tombstones; return how many.
+        `owner`: the deleting party's nation (its own versions' tombstones travel to peers)."""
 
     def holdings(self, ids: Sequence[str]) -> list[Holding]:
         """Every stored version of these ids, in any collection (deleted ones are not stored)."""
@@ -300,13 +307,89 @@ class EventLog(Protocol):
         """Where to LISTEN for other processes' writes, or None (then subscribers poll)."""
 
     def events(
-        self, collection_id: str, after_seq: int, limit: int, visible: frozenset[int] | None
+        self,
+        collection_id: str | None,
+        after_seq: int,
+        limit: int,
+        visible: frozenset[int] | None,
+        known_max_set: int | None = None,
     ) -> tuple[list[Event], int]:
-        """Object versions and deletions after `after_seq`, in sequence order, only `visible` sets if given;
-        and the sequence up to which the answer is complete (a cursor may move there)."""
+        """Object versions and deletions after `after_seq`, in sequence order, of one collection (None: every
+        one), only `visible` sets if given (and, with `known_max_set`, sets newer than it, so the caller can
+        refresh its policy rather than skip them); and the sequence up to which the answer is complete."""
 
     def seq_at(self, date_added: int) -> int:
         """The last sequence (object or deletion) added at or before `date_added`."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerRecord:
+    """A node this node follows, and how following it goes (docs/federation.md)."""
+
+    name: str
+    url: str
+    token: str
+    fingerprint: str = ""
+    certificate: str = ""
+    speaks_for: str = ""
+    remote_node: str = ""
+    remote_nation: str = ""
+    cursor: str = ""
+    received: int = 0
+    refused: int = 0
+    last_refusal: str = ""
+    last_error: str = ""
+    last_error_at: int | None = None
+    last_ok_at: int | None = None
+    behind_since: int | None = None
+    created: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One step of a batch received from a peer, applied in order inside one transaction: versions appended to
+    a collection (in their originators' copies), or owner deletions of (stix_id, originator, version_text)."""
+
+    collection: str
+    versions: Sequence[NewVersion] = ()
+    deletions: Sequence[tuple[str, str, str]] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerProgress:
+    """What a received batch changes in its peer's row (written with the batch): None leaves a field alone."""
+
+    cursor: str
+    refused: int = 0  # refused before storing (the store adds its own refusals, and counts what it stored)
+    last_refusal: str | None = None
+    remote_node: str | None = None
+    remote_nation: str | None = None
+    behind_since: int | None = None
+    at: int = 0
+
+
+class FederationStore(Protocol):
+    """The peers this node follows, and the one transaction that applies what one of them sent."""
+
+    def peers(self) -> list[PeerRecord]:
+        """Every peer, by name."""
+
+    def peer(self, name: str) -> PeerRecord | None:
+        """One peer, or None."""
+
+    def add_peer(self, record: PeerRecord) -> None:
+        """Follow a new peer (DuplicateName-like ConfigurationError if the name is taken)."""
+
+    def remove_peer(self, name: str) -> bool:
+        """Stop following a peer; False if there is none by that name."""
+
+    def update_peer(self, name: str, **fields: object) -> None:
+        """Change a peer's stored fields (its state: errors, certificate, identity)."""
+
+    def receive(self, peer: str, steps: Sequence[Received], progress: PeerProgress) -> list[Appended]:
+        """Apply a peer's batch in one transaction with its new cursor (kill -9 at any moment resumes exactly
+        where the last commit ended); each step's versions as `append` would store them (no ownership gate:
+        the peer speaks for their originators), each deletion removing that version of the originator's copy."""
 
 
 class StatusStore(Protocol):
@@ -356,6 +439,7 @@ class Store(
     EventLog,
     StatusStore,
     DecisionStore,
+    FederationStore,
     Protocol,
 ):
     """Everything the node asks of its database: each part of the node asks only for the role it needs."""

@@ -52,10 +52,16 @@ class Reading(SQLBase):
             return int(conn.execute(select(t.clock.c.last_seq).where(t.clock.c.id == 1)).scalar_one())
 
     def events(
-        self, collection_id: str, after_seq: int, limit: int, visible: frozenset[int] | None
+        self,
+        collection_id: str | None,
+        after_seq: int,
+        limit: int,
+        visible: frozenset[int] | None,
+        known_max_set: int | None = None,
     ) -> tuple[list[Event], int]:
-        """Object versions and deletions after `after_seq` in sequence order (only `visible` sets if given),
-        and the sequence up to which the answer is complete."""
+        """Object versions and deletions after `after_seq` in sequence order (one collection, or every one;
+        only `visible` sets if given, plus sets newer than `known_max_set`), and the sequence up to which the
+        answer is complete."""
         o, d = t.objects, t.deletions
         versions = select(
             o.c.seq,
@@ -69,6 +75,8 @@ class Reading(SQLBase):
             o.c.originator,
             o.c.copy_rank,
             o.c.shared,
+            o.c.collection,
+            o.c.path,
         )
         tombs = select(
             d.c.seq,
@@ -82,16 +90,44 @@ class Reading(SQLBase):
             d.c.copy_rank,
             d.c.shared,
             d.c.skeleton,
+            d.c.collection,
+            d.c.by_owner,
         )
         with self._reading() as conn:
             # The head first: writers commit in sequence order, so everything up to it is visible below.
             head = int(conn.execute(select(t.clock.c.last_seq).where(t.clock.c.id == 1)).scalar_one())
-            versions = versions.where(o.c.collection == collection_id, o.c.seq > after_seq, o.c.seq <= head)
-            tombs = tombs.where(d.c.collection == collection_id, d.c.seq > after_seq, d.c.seq <= head)
+            versions = versions.where(o.c.seq > after_seq, o.c.seq <= head)
+            tombs = tombs.where(d.c.seq > after_seq, d.c.seq <= head)
+            if collection_id is not None:
+                versions = versions.where(o.c.collection == collection_id)
+                tombs = tombs.where(d.c.collection == collection_id)
             if visible is not None:
-                versions = versions.where(o.c.marking_set.in_(sorted(visible)))
-                tombs = tombs.where(d.c.marking_set.in_(sorted(visible)))
-            rows = [Event(*r) for r in conn.execute(versions.order_by(o.c.seq).limit(limit))]
+                seen_o: ColumnElement[bool] = o.c.marking_set.in_(sorted(visible))
+                seen_d: ColumnElement[bool] = d.c.marking_set.in_(sorted(visible))
+                if known_max_set is not None:
+                    seen_o = or_(seen_o, o.c.marking_set > known_max_set)
+                    seen_d = or_(seen_d, d.c.marking_set > known_max_set)
+                versions = versions.where(seen_o)
+                tombs = tombs.where(seen_d)
+            rows = [
+                Event(
+                    r.seq,
+                    r.stix_id,
+                    r.type,
+                    r.version_text,
+                    r.date_added,
+                    r.marking_set,
+                    r.body,
+                    r.shape,
+                    r.originator,
+                    r.copy_rank,
+                    r.shared,
+                    None,
+                    r.collection,
+                    r.path,
+                )
+                for r in conn.execute(versions.order_by(o.c.seq).limit(limit))
+            ]
             rows += [
                 Event(
                     r.seq,
@@ -106,6 +142,9 @@ class Reading(SQLBase):
                     r.copy_rank,
                     r.shared,
                     r.skeleton,
+                    r.collection,
+                    None,
+                    r.by_owner,
                 )
                 for r in conn.execute(tombs.order_by(d.c.seq).limit(limit))
             ]
@@ -149,8 +188,9 @@ class Reading(SQLBase):
             rows = conn.execute(stmt.order_by(t.objects.c.seq).limit(query.limit), params).all()
         return [StoredVersion(*r) for r in rows]
 
-    def delete(self, query: VersionQuery) -> int:
-        """Delete the versions the query matches (limit ignored); return how many."""
+    def delete(self, query: VersionQuery, owner: str | None = None) -> int:
+        """Delete the versions the query matches (limit ignored); return how many. `owner`: the deleting
+        party's nation (tombstones of its own versions travel to peers)."""
         if not query.visible:
             return 0
         with self._writing() as conn:
@@ -158,7 +198,7 @@ class Reading(SQLBase):
             found = conn.execute(stmt, params).all()
             if not found:
                 return 0
-            self._tombstone(conn, query.collection, found)
+            self._tombstone(conn, query.collection, found, owner)
             self._ring(conn, query.collection)
         return len(found)
 

@@ -51,6 +51,9 @@ tokens = Table(
     Column("can_write", Boolean, nullable=False, default=True),
     Column("created", BigInt, nullable=False),
     Column("revoked", BigInt, nullable=True),
+    # "" a person's token; "peer" a peer node of `nation`; "relay" a hub relaying for the nations in relay_for.
+    Column("kind", String(8), nullable=False, default=""),
+    Column("relay_for", Text, nullable=False, default=""),  # comma-separated nations and communities
 )
 
 communities = Table(
@@ -124,6 +127,9 @@ objects = Table(
     Column("originator", String(3), nullable=False, default=""),
     Column("copy_rank", BigInt, nullable=False, default=0),
     Column("shared", Boolean, nullable=False, default=False),  # another nation has a copy of this id here
+    # A received version: the JSON list of node ids it travelled through, the node it was published on first
+    # and the peer it came from last; NULL for versions published on this node.
+    Column("path", Text, nullable=True),
     UniqueConstraint("collection", "stix_id", "originator", "version", name="uq_objects_version"),
     # marking_set in the key: a restricted reader's policy filter is checked on index entries, so rows it
     # may not see cost an index step, not a table read.
@@ -148,7 +154,35 @@ deletions = Table(
     # shape and the skeleton of its required properties (references kept, values dropped).
     Column("shape", LargeBinary, nullable=True),
     Column("skeleton", LargeBinary, nullable=True),
+    # Deleted by (a writer of) the nation that owns the version, here or on the node it came from: only
+    # such deletions travel to peers (docs/federation.md).
+    Column("by_owner", Boolean, nullable=False, default=False),
     Index("ix_deletions_collection_seq", "collection", "seq"),
+)
+
+# The nodes this node follows (docs/federation.md). `token` is the secret the peer issued to this node: it must
+# be sent, so it is kept as given (the database is private to the node's operator). `cursor` is the peer's
+# sealed position, written in the same transaction as the versions it covers.
+peers = Table(
+    "peers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("token", Text, nullable=False),
+    Column("fingerprint", String(95), nullable=False, default=""),
+    Column("certificate", Text, nullable=False, default=""),  # the pinned certificate (PEM), once fetched
+    Column("speaks_for", Text, nullable=False, default=""),  # nations and communities; "": the peer's nation
+    Column("remote_node", String(36), nullable=False, default=""),
+    Column("remote_nation", String(3), nullable=False, default=""),
+    Column("cursor", Text, nullable=False, default=""),
+    Column("received", BigInt, nullable=False, default=0),
+    Column("refused", BigInt, nullable=False, default=0),
+    Column("last_refusal", Text, nullable=False, default=""),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("last_error_at", BigInt, nullable=True),
+    Column("last_ok_at", BigInt, nullable=True),
+    Column("behind_since", BigInt, nullable=True),  # the upstream date_added of the oldest event not yet here
+    Column("created", BigInt, nullable=False),
 )
 
 statuses = Table(

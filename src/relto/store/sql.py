@@ -22,19 +22,19 @@ from relto.domain.errors import ConfigurationError
 from relto.domain.markings import MarkingSet
 from relto.store import audit
 from relto.store import schema as t
-from relto.store.appending import Appending
 from relto.store.base import (
     CollectionRecord,
     Definition,
     NodeInfo,
     TokenRecord,
 )
+from relto.store.federating import Federating
 from relto.store.reading import _VERSION_COLUMNS as _VERSION_COLUMNS  # bench/scale.py
 from relto.store.reading import Reading
 from relto.store.reading import _build_select as _build_select  # bench/scale.py
 
 
-class SQLStore(Appending, Reading):
+class SQLStore(Federating, Reading):
     """The Store interface over an SQLAlchemy engine. Back-ends subclass it for their write transaction."""
 
     # node ---------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ INSERT_COLUMNS = (
     "originator",
     "copy_rank",
     "shared",
+    "path",
 )
 # What a deletion needs of each version it removes (see _tombstone).
 TOMBSTONE_COLUMNS = (
@@ -102,7 +103,7 @@ class SQLBase:
         """Insert version rows (in INSERT_COLUMNS order); back-ends override with their fastest way."""
         conn.execute(insert(t.objects), [dict(zip(INSERT_COLUMNS, row, strict=True)) for row in rows])
 
-    def _tombstone(self, conn: Connection, collection_id: str, found: Sequence[Any]) -> None:
+    def _tombstone(self, conn: Connection, collection_id: str, found: Sequence[Any], owner: str | None = None) -> None:
         """Delete these versions (rows of TOMBSTONE_COLUMNS), each leaving a tombstone in the same sequence,
         which the live stream reports; fix the has_newer flags left behind.
 
@@ -133,6 +134,7 @@ class SQLBase:
                     "shared": row.shared,
                     "shape": row.shape,
                     "skeleton": skeleton,
+                    "by_owner": owner is not None and row.originator == owner,
                 }
             )
         conn.execute(insert(t.deletions), tombstones)

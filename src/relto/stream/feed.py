@@ -121,6 +121,8 @@ class Feeds:
         self.poll_seconds = poll_seconds
         self._feeds: dict[str, Feed] = {}
         self._lock = asyncio.Lock()
+        # Set (and replaced) by every ring: what federation feeds waiting for any write wait on.
+        self._pulse = asyncio.Event()
 
     async def feed(self, collection_id: str) -> Feed:
         async with self._lock:
@@ -131,8 +133,15 @@ class Feeds:
                 self._feeds[collection_id] = feed
             return feed
 
+    @property
+    def pulse(self) -> asyncio.Event:
+        """Set by the next write in any collection: take it before reading, then wait on it."""
+        return self._pulse
+
     def ring(self, collection_id: str | None = None) -> None:
-        """Wake the feed of a collection (or all feeds)."""
+        """Wake the feed of a collection (or all feeds), and whoever waits for any write."""
+        self._pulse.set()
+        self._pulse = asyncio.Event()
         if collection_id is None:
             for feed in self._feeds.values():
                 feed.ring_doorbell()

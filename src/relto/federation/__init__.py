@@ -1,0 +1,1 @@
+"""Federation between relto nodes: following peers (sync, peers) and the transport they speak over (tls)."""

@@ -1,0 +1,325 @@
+"""Federation's two ends on a node (docs/federation.md): the feed another node's token reads, and the receive
+path that applies what a followed peer sent.
+
+Out: every version and owner deletion, in every collection, that the node token may receive, released by the
+one Releaser (a peer's nation's cut, or a hub's union of its nations' cuts), with its originator and the path it
+travelled, and the definitions its markings name. In: each version is checked and marked exactly as if its
+originator had published it here, then stored in the originator's copy with its path, in one transaction with
+the peer's cursor. A peer may deliver only versions of the nations it speaks for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from relto.domain.audit import Item
+from relto.domain.communities import membership_index
+from relto.domain.errors import ConfigurationError, Forbidden, InvalidObject, InvalidRequest, NotFound
+from relto.domain.markings import TLP_BY_ID, MarkingMeaning, interpret_marking_definition
+from relto.domain.parties import Party
+from relto.domain.policy import relayed_nations
+from relto.domain.timestamps import now_micros
+from relto.store.base import CollectionRecord, Event, NewVersion, PeerProgress, PeerRecord, Received
+
+if TYPE_CHECKING:
+    from relto.node import Node
+
+CURSOR_SCOPE = "federation"  # what a federation cursor is sealed to (TAXII cursors name their collection)
+_REF = re.compile(rb"marking-definition--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass(frozen=True)
+class FeedBatch:
+    """One answer of the federation feed: the JSON document, how many events it holds, whether more wait,
+    and its cursor."""
+
+    body: bytes
+    count: int
+    more: bool
+    next: str
+
+
+@dataclass
+class _Step:
+    """A step of a batch being assembled (see Received)."""
+
+    collection: str
+    versions: list[NewVersion] = field(default_factory=list)
+    deletions: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What applying one received batch did."""
+
+    received: int = 0
+    refused: int = 0
+    looped: int = 0
+    deleted: int = 0
+    last_refusal: str | None = None
+    collections: set[str] = field(default_factory=set)
+
+
+class Federation:
+    """The feed (out) and the receive path (in) of one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    # out ----------------------------------------------------------------------------------------------
+    def feed(
+        self, party: Party, cursor: str | None, limit: int, requester: str = "", max_bytes: int = 8 << 20
+    ) -> FeedBatch:
+        """One batch of the federation feed for another node's token, as the JSON document it is sent as.
+
+        `requester` is the reading node's id: versions that already passed through it are not sent back.
+        """
+        if not party.is_node:
+            self.node.record(party, "refused.federation", "", [])
+            raise Forbidden(
+                "the federation feed is for other nodes' tokens (relto token issue --peer or --relay-for); "
+                "people read TAXII collections or their live stream"
+            )
+        node = self.node
+        after = node.cursors.open(cursor, CURSOR_SCOPE) if cursor else 0
+        while True:
+            known = node.policy.known_max_set
+            events, covered = node.store.events(None, after, limit, node.visible_sets(party), known)
+            if all(e.marking_set <= known for e in events):
+                break
+            node.policy.refresh(force=True)  # a marking set made since our policy was compiled
+        full = len(events) >= limit
+        visible = node.visible_sets(party)
+        events = [e for e in events if e.marking_set in visible]
+        released = self._release(party, events)
+        me = node.info.node_id
+        out: list[dict[str, Any]] = []
+        refs: dict[str, set[bytes]] = {}
+        items: dict[str, list[Item]] = {}
+        size = 0
+        more = full and covered > after
+        for event, body in zip(events, released, strict=True):
+            path = orjson.loads(event.path) if event.path else []
+            if body is None or requester in path or (event.body is None and not event.by_owner):
+                continue
+            entry: dict[str, Any] = {"c": event.collection, "id": event.stix_id, "o": event.originator}
+            if event.body is None:
+                entry.update(deleted=True, v=event.version_text or "")
+            else:
+                entry.update(p=[*path, me], t=event.date_added, obj=orjson.Fragment(body))
+                refs.setdefault(event.originator, set()).update(_REF.findall(body))
+            out.append(entry)
+            items.setdefault(event.collection, []).append((event.stix_id, event.version_text))
+            size += len(body)
+            if size >= max_bytes:
+                covered, more = event.seq, True
+                break
+        for collection_id, chosen in items.items():
+            node.record(party, "federation", collection_id, chosen)
+        sealed = node.cursors.seal(covered, CURSOR_SCOPE)
+        doc = {
+            "node": {"id": me, "nation": node.info.nation, "title": node.info.title},
+            "collections": [self._collection_doc(c) for c in sorted(items)],
+            "definitions": self._definitions(refs),
+            "events": out,
+            "next": sealed,
+            "more": more,
+        }
+        return FeedBatch(orjson.dumps(doc), len(out), more, sealed)
+
+    def _release(self, party: Party, events: Sequence[Event]) -> list[bytes | None]:
+        """Each event released to the node token, through the one Releaser (grouped by collection)."""
+        out: list[bytes | None] = [None] * len(events)
+        by_collection: dict[str, list[int]] = {}
+        for i, e in enumerate(events):
+            by_collection.setdefault(e.collection, []).append(i)
+        for collection_id, indexes in by_collection.items():
+            released = self.node.release(party, collection_id, [events[i] for i in indexes])
+            for i, body in zip(indexes, released, strict=True):
+                out[i] = body
+        return out
+
+    def _collection_doc(self, collection_id: str) -> dict[str, str]:
+        c = self.node.collection(collection_id)
+        return {"id": c.id, "title": c.title, "description": c.description}
+
+    def _definitions(self, refs: dict[str, set[bytes]]) -> list[dict[str, Any]]:
+        """The marking definitions the batch's versions name, each as its originator's (relto's self-verifying
+        definitions are the same whoever stored them)."""
+        wanted = sorted({r.decode() for rs in refs.values() for r in rs} - TLP_BY_ID.keys())
+        if not wanted:
+            return []
+        copies: dict[str, dict[str, bytes]] = {}
+        for d in self.node.store.definitions(wanted):
+            copies.setdefault(d.id, {})[d.originator] = d.body
+        out = []
+        for originator, rs in sorted(refs.items()):
+            for ref in sorted(r.decode() for r in rs):
+                found = copies.get(ref)
+                if not found:
+                    continue
+                body = found.get(originator)
+                if body is None:
+                    any_copy = orjson.loads(next(iter(found.values())))
+                    if not interpret_marking_definition(any_copy, self.node.ladder).self_verifying:
+                        continue
+                    body = orjson.dumps(any_copy)
+                out.append({"o": originator, "d": orjson.Fragment(body)})
+        return out
+
+    # in -----------------------------------------------------------------------------------------------
+    def speaks_for(self, peer: PeerRecord, remote_nation: str) -> frozenset[str]:
+        """The originators a peer may deliver versions of: its --speaks-for list (communities' members today),
+        or the peer node's own nation."""
+        entries = [x for x in peer.speaks_for.split(",") if x] or [remote_nation]
+        members = membership_index(self.node.communities(), datetime.now(UTC).date())
+        return relayed_nations(entries, members)
+
+    def receive(self, peer: PeerRecord, doc: dict[str, Any]) -> tuple[Outcome, str, bool]:
+        """Apply one batch from `peer` (its feed document) in one transaction with its cursor; return what it
+        did, the cursor and whether more are waiting. A malformed document raises InvalidRequest."""
+        try:
+            remote = doc["node"]
+            remote_id, remote_nation = str(remote["id"]), str(remote["nation"])
+            events, cursor, more = list(doc["events"]), str(doc["next"]), bool(doc["more"])
+            definitions, collections = list(doc.get("definitions", ())), list(doc.get("collections", ()))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidRequest(f"the peer's answer is not a relto federation feed ({exc})") from None
+        if peer.remote_node and remote_id != peer.remote_node:
+            raise ConfigurationError(
+                f"the node at {peer.url} is not the one this peer was added for (node id {remote_id}, expected "
+                f"{peer.remote_node}); if it was rebuilt, remove the peer and add it again"
+            )
+        if remote_id == self.node.info.node_id:
+            raise ConfigurationError(f"{peer.url} is this node itself: a node cannot follow itself")
+        speaks = self.speaks_for(peer, remote_nation)
+        self._ensure_collections(collections)
+        meanings = self._meanings(definitions, speaks)
+        outcome = Outcome()
+        steps: list[_Step] = []
+        parties: dict[str, Party] = {}
+        top = len(self.node.ladder.levels) - 1
+        me = self.node.info.node_id
+        newest = None
+        for event in events:
+            originator, collection = event.get("o"), event.get("c")
+            stix_id = event.get("id")
+            if not isinstance(originator, str) or originator not in speaks:
+                outcome.refused += 1
+                outcome.last_refusal = (
+                    f"{stix_id}: its originator {originator} is not among the nations this peer speaks for "
+                    f"({', '.join(sorted(speaks)) or 'none'}); widen with `relto peer add --speaks-for`"
+                )
+                continue
+            if not isinstance(collection, str) or self._known(collection) is None:
+                outcome.refused += 1
+                outcome.last_refusal = f"{stix_id}: names an unknown collection {collection!r}"
+                continue
+            if event.get("deleted"):
+                step = self._step(steps, collection, deleting=True)
+                step.deletions.append((str(stix_id), originator, str(event.get("v") or "")))
+                continue
+            path = event.get("p")
+            if not isinstance(path, list) or me in path:
+                outcome.looped += 1  # it went round a ring back to us
+                continue
+            newest = event.get("t", newest)
+            party = parties.get(originator) or Party(token_id=0, nation=originator, clearance=top, can_write=True)
+            parties[originator] = party
+            try:
+                version = self.node.publisher.mark_one(
+                    party, event.get("obj"), dict(meanings.get(originator, {})), orjson.dumps(path).decode()
+                )
+            except InvalidObject as exc:
+                outcome.refused += 1
+                outcome.last_refusal = f"{stix_id}: {exc.message}"
+                continue
+            self._step(steps, collection, deleting=False).versions.append(version)
+        frozen = [Received(s.collection, tuple(s.versions), tuple(s.deletions)) for s in steps]
+        progress = PeerProgress(
+            cursor=cursor,
+            refused=outcome.refused,
+            last_refusal=outcome.last_refusal,
+            remote_node=remote_id,
+            remote_nation=remote_nation,
+            behind_since=newest if more and isinstance(newest, int) else None,
+            at=now_micros(),
+        )
+        appended = self.node.store.receive(peer.name, frozen, progress)
+        outcome = self._account(peer, frozen, appended, outcome, remote_nation)
+        return outcome, cursor, more
+
+    def _account(
+        self, peer: PeerRecord, steps: Sequence[Received], appended: Sequence[Any], outcome: Outcome, nation: str
+    ) -> Outcome:
+        """Count what was stored, ring the live streams and record the writes in the decision log."""
+        who = Party(token_id=0, nation=nation or self.node.info.nation, clearance=0, name=f"peer {peer.name}")
+        results = iter(appended)
+        for step in steps:
+            items: list[Item] = []
+            if step.versions:
+                result = next(results)
+                items.extend(
+                    (v.stix_id, v.version_text) for v, new in zip(step.versions, result.stored, strict=True) if new
+                )
+                outcome.received += sum(1 for new in result.stored if new)
+                if result.refused:
+                    outcome.refused += len(result.refused)
+                    outcome.last_refusal = next(iter(result.refused.values()))
+            items.extend((stix_id, version or None) for stix_id, _, version in step.deletions)
+            if items:
+                outcome.collections.add(step.collection)
+                self.node.record(who, "federation.receive", step.collection, items)
+        for collection_id in outcome.collections:
+            self.node.rang(collection_id)
+        return outcome
+
+    @staticmethod
+    def _step(steps: list[_Step], collection: str, *, deleting: bool) -> _Step:
+        """The open step for this collection, or a new one: a step applies its versions, then its deletions,
+        so a version after a deletion starts a new step (the batch's order is kept)."""
+        last = steps[-1] if steps else None
+        if last is not None and last.collection == collection and (deleting or not last.deletions):
+            return last
+        steps.append(_Step(collection))
+        return steps[-1]
+
+    def _known(self, collection_id: str) -> CollectionRecord | None:
+        try:
+            return self.node.collection(collection_id)
+        except NotFound:
+            return None
+
+    def _ensure_collections(self, collections: Iterable[Any]) -> None:
+        """Collections named by the batch exist here with the same id (created on first sight)."""
+        for c in collections:
+            if not isinstance(c, dict) or not isinstance(c.get("id"), str):
+                continue
+            if self.node.store.collection(c["id"]) is None:
+                record = CollectionRecord(
+                    id=c["id"],
+                    title=str(c.get("title") or "received"),
+                    description=str(c.get("description") or ""),
+                    created=now_micros(),
+                )
+                self.node.store.add_collection(record)
+
+    def _meanings(self, definitions: Iterable[Any], speaks: frozenset[str]) -> dict[str, dict[str, MarkingMeaning]]:
+        """What the batch's definitions mean for each originator (only the nations the peer speaks for)."""
+        out: dict[str, dict[str, MarkingMeaning]] = {}
+        for d in definitions:
+            if not isinstance(d, dict) or d.get("o") not in speaks or not isinstance(d.get("d"), dict):
+                continue
+            try:
+                meaning = interpret_marking_definition(d["d"], self.node.ladder)
+            except (InvalidObject, ConfigurationError):
+                continue
+            if isinstance(d["d"].get("id"), str):
+                out.setdefault(d["o"], {})[d["d"]["id"]] = meaning
+        return out
