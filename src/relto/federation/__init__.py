@@ -1,0 +1,1 @@
+"""Federation: nodes of the coalition exchanging intelligence with each other."""
