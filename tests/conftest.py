@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -226,8 +227,14 @@ class Server:
 
 
 def start_server(
-    db: Database, admin: str, *extra: str, logs: Path | None = None, env: dict[str, str] | None = None
+    db: Database,
+    admin: str,
+    *extra: str,
+    logs: Path | None = None,
+    env: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Server:
+    """Start `relto serve` and wait until it answers; with `tls` (a client context) it is polled over HTTPS."""
     port = free_port()
     log = (logs or Path(tempfile.gettempdir())) / f"relto-serve-{port}.log"
     with log.open("wb") as sink:
@@ -237,13 +244,14 @@ def start_server(
             stderr=sink,
             env={**os.environ, **(env or {})},
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"relto serve exited: {log.read_text()}")
         try:
-            if httpx.get(f"{url}/taxii2/", headers={"Authorization": f"Bearer {admin}"}).status_code == 200:
+            answer = httpx.get(f"{url}/taxii2/", headers={"Authorization": f"Bearer {admin}"}, verify=tls or True)
+            if answer.status_code == 200:
                 return Server(url, db, admin, process)
         except httpx.TransportError:
             time.sleep(0.1)

@@ -20,6 +20,7 @@ from relto.domain.levels import Ladder
 from relto.domain.parties import check_nation
 from relto.domain.timestamps import now_micros
 from relto.domain.tokens import make_token
+from relto.federation.tls import check_server_files
 from relto.node import Node
 from relto.settings import Settings
 from relto.store import Store, open_store
@@ -131,24 +132,50 @@ def parse_day(text: str) -> date:
         raise InvalidValue(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
-def serve(node: Node, host: str, port: int) -> None:
-    """Serve the node's TAXII 2.1 API in this process until interrupted, and follow its peers."""
+def serve(node: Node, host: str, port: int, *, tls: tuple[Path, Path] | None = None) -> None:
+    """Serve the node's TAXII 2.1 API in this process until interrupted (over HTTPS with tls=(cert, key)), and
+    follow its peers."""
     import uvicorn
 
     from relto.api import create_app
 
+    certfile, keyfile = _tls_files(tls)
     with following(node):
         # Live streams never end by themselves: give them two seconds on shutdown (clients resume elsewhere).
         uvicorn.run(
-            create_app(node), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2
+            create_app(node),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
         )
 
 
-def serve_workers(data: Path | None, database: str | None, host: str, port: int, workers: int) -> None:
+def _tls_files(tls: tuple[Path, Path] | None) -> tuple[str | None, str | None]:
+    """uvicorn's ssl_certfile and ssl_keyfile, checked first so that a bad pair fails with a sentence."""
+    if tls is None:
+        return None, None
+    check_server_files(*tls)
+    return str(tls[0]), str(tls[1])
+
+
+def serve_workers(
+    data: Path | None,
+    database: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    tls: tuple[Path, Path] | None = None,
+) -> None:
     """Serve with several worker processes sharing the port; each builds its own node (app_from_env). This
     process alone follows the peers, so each batch is applied once."""
     import uvicorn
 
+    certfile, keyfile = _tls_files(tls)
     if database:
         os.environ["RELTO_DATABASE_URL"] = database
     if data:
@@ -165,6 +192,8 @@ def serve_workers(data: Path | None, database: str | None, host: str, port: int,
                 workers=workers,
                 log_level="warning",
                 access_log=False,
+                ssl_certfile=certfile,
+                ssl_keyfile=keyfile,
             )
     finally:
         node.close()

@@ -16,10 +16,12 @@ from relto import __version__, admin
 from relto.cli.audit import audit
 from relto.cli.common import ReltoGroup, err, node_options
 from relto.cli.mark import mark
+from relto.cli.tls import tls, write_certificate
 from relto.domain.communities import Community, check_community_name
 from relto.domain.errors import ReltoError
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.parties import Party, check_nation
+from relto.federation.tls import DEFAULT_HOSTS, check_free
 from relto.store.open import DB_FILE, sqlite_path, tighten
 
 
@@ -42,16 +44,24 @@ def main() -> None:
     show_default=True,
     help="The classification ladder, lowest first, comma-separated.",
 )
-def init(data: Path | None, database: str | None, nation: str, title: str | None, levels: str) -> None:
+@click.option("--tls", "with_tls", is_flag=True, help="Also create a self-signed TLS certificate in DIR/tls/.")
+def init(data: Path | None, database: str | None, nation: str, title: str | None, levels: str, with_tls: bool) -> None:
     """Create a node and print its first admin token (shown once) on stdout.
 
     An existing data directory (or database file) that group or others may use is tightened to 0700 (0600).
+    With --tls, the certificate's paths and SHA-256 fingerprint (for peers to pin) go to stderr.
     """
     nation = check_nation(nation)
     ladder = Ladder.of(levels.split(","))
+    if with_tls:
+        if data is None:
+            raise click.UsageError("--tls needs --data: the certificate is written there")
+        check_free(data)
     _tighten(data, database)
     token = admin.create_node(data, database, nation=nation, title=title, ladder=ladder)
     err(f"Created a relto node for {nation}. The admin token below is shown once: keep it safe.")
+    if with_tls and data is not None:
+        write_certificate(data, DEFAULT_HOSTS)
     click.echo(token)
 
 
@@ -223,15 +233,39 @@ def community_leave(data: Path | None, database: str | None, name: str, nation: 
     type=click.IntRange(1, 64),
     help="Server processes sharing the port and the database (PostgreSQL recommended above 1).",
 )
-def serve(data: Path | None, database: str | None, host: str, port: int, workers: int) -> None:
-    """Serve the node's TAXII 2.1 API."""
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Serve HTTPS with this certificate (PEM).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The certificate's private key (PEM).",
+)
+def serve(
+    data: Path | None,
+    database: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
+    """Serve the node's TAXII 2.1 API.
+
+    Over HTTPS with --tls-cert and --tls-key (as `relto init --tls` or `relto tls create` writes them).
+    """
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together: give both (relto tls create writes them)")
+    pair = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
     with closing(admin.open_node(data, database)) as node:
         node.purge_statuses()
         if workers == 1:
-            admin.serve(node, host, port)
+            admin.serve(node, host, port, tls=pair)
             return
-    err(f"relto: {workers} worker processes on http://{host}:{port}/taxii2/")
-    admin.serve_workers(data, database, host, port, workers)
+    err(f"relto: {workers} worker processes on {'https' if pair else 'http'}://{host}:{port}/taxii2/")
+    admin.serve_workers(data, database, host, port, workers, tls=pair)
 
 
 @main.command()
@@ -304,3 +338,4 @@ def demo(host: str, port: int, data: Path | None) -> None:
 
 main.add_command(mark)
 main.add_command(audit)
+main.add_command(tls)

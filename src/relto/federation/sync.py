@@ -79,10 +79,8 @@ def describe(exc: BaseException, peer: PeerRecord) -> str:
     """One line saying why talking to a peer failed."""
     if isinstance(exc, ReltoError):
         return exc.message
-    if (
-        isinstance(exc, httpx.ConnectError)
-        and isinstance(exc.__context__, ssl.SSLError)
-        or isinstance(exc, ssl.SSLError)
+    if (isinstance(exc, httpx.ConnectError) and isinstance(exc.__context__, ssl.SSLError)) or isinstance(
+        exc, ssl.SSLError
     ):
         if peer.certificate:
             return tls.explain_tls_failure(peer.url, peer.certificate)

@@ -1,0 +1,1 @@
+"""Federation: nodes reaching each other over TLS with pinned certificates."""
