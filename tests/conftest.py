@@ -173,10 +173,10 @@ class Harness:
         return self.client.get(path, params=params, headers=self.headers(token))
 
 
-def make_node(where: Path | Database, nation: str = "GBR") -> Node:
+def make_node(where: Path | Database, nation: str = "GBR", node_id: str = "test") -> Node:
     store = where.open() if isinstance(where, Database) else open_store(data=where)
     store.initialise(
-        NodeInfo(node_id="test", nation=nation, levels=DEFAULT_LEVELS, title="test node"), default_communities()
+        NodeInfo(node_id=node_id, nation=nation, levels=DEFAULT_LEVELS, title="test node"), default_communities()
     )
     return Node(store)
 

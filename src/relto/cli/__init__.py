@@ -16,11 +16,13 @@ from relto import __version__, admin
 from relto.cli.audit import audit
 from relto.cli.common import ReltoGroup, err, node_options
 from relto.cli.mark import mark
+from relto.cli.peer import peer
 from relto.cli.tls import tls, write_certificate
 from relto.domain.communities import Community, check_community_name
 from relto.domain.errors import ReltoError
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.parties import Party, check_nation
+from relto.federation.peers import parse_list
 from relto.federation.tls import DEFAULT_HOSTS, check_free
 from relto.store.open import DB_FILE, sqlite_path, tighten
 
@@ -89,6 +91,13 @@ def token() -> None:
 @click.option("--name", default="", help="A name to recognise the token by.")
 @click.option("--admin", "is_admin", is_flag=True, help="May manage the node (delete any object, read any status).")
 @click.option("--read-only", is_flag=True, help="May read but not publish.")
+@click.option("--peer", "is_peer", is_flag=True, help="For a peer node of NATION: it reads what NATION may receive.")
+@click.option(
+    "--relay-for",
+    default=None,
+    metavar="LIST",
+    help="For a hub: it reads what any of these nations and communities may receive (e.g. NATO,UKR,KOR).",
+)
 def token_issue(
     data: Path | None,
     database: str | None,
@@ -98,8 +107,19 @@ def token_issue(
     name: str,
     is_admin: bool,
     read_only: bool,
+    is_peer: bool,
+    relay_for: str | None,
 ) -> None:
-    """Issue a token and print it alone on stdout (it is shown once and stored only as a hash)."""
+    """Issue a token and print it alone on stdout (it is shown once and stored only as a hash).
+
+    With --peer or --relay-for it is another node's token (docs/federation.md): it reads the federation feed,
+    is told each version's originator, never publishes, and never receives TLP:RED or TLP:AMBER+STRICT.
+    """
+    if is_peer and relay_for is not None:
+        raise click.UsageError("--peer and --relay-for are two kinds of node token: give one")
+    if (is_peer or relay_for is not None) and is_admin:
+        raise click.UsageError("a node token cannot be --admin")
+    kind = "peer" if is_peer else "relay" if relay_for is not None else ""
     with closing(admin.open_node(data, database)) as node:
         value = admin.issue_token(
             node.store,
@@ -109,6 +129,8 @@ def token_issue(
             name=name,
             admin=is_admin,
             can_write=not read_only,
+            kind=kind,
+            relay_for=",".join(parse_list(relay_for)) if relay_for is not None else "",
         )
     click.echo(value)
 
@@ -121,7 +143,9 @@ def token_list(data: Path | None, database: str | None) -> None:
         tokens = node.store.tokens()
     for t in tokens:
         state = "revoked" if t.revoked else "active"
-        flags = ",".join(f for f, on in (("admin", t.admin), ("read-only", not t.can_write)) if on)
+        flags = ",".join(f for f, on in (("admin", t.admin), ("read-only", not t.can_write and not t.kind)) if on)
+        if t.kind:
+            flags = f"peer node of {t.nation}" if t.kind == "peer" else f"relay for {t.relay_for}"
         click.echo(f"{t.key_id}\t{t.nation}\t{t.clearance}\t{t.organisation or '-'}\t{t.name or '-'}\t{state}\t{flags}")
 
 
@@ -339,3 +363,4 @@ def demo(host: str, port: int, data: Path | None) -> None:
 main.add_command(mark)
 main.add_command(audit)
 main.add_command(tls)
+main.add_command(peer)

@@ -1,0 +1,204 @@
+"""The federation feed and receive path in process: what a node token reads, and what the following node stores."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from relto.admin import issue_token
+from relto.domain.errors import Forbidden
+from relto.domain.levels import DEFAULT_LEVELS, Ladder
+from relto.domain.markings import TLP_IDS, releasability_marking
+from relto.domain.parties import Party
+from relto.domain.timestamps import now_micros
+from relto.node import Node
+from relto.store.base import PeerRecord
+from relto.taxii.filters import Filters
+from tests.conftest import Database, make_node
+
+LADDER = Ladder.of(DEFAULT_LEVELS)
+T0, T1 = "2024-10-18T09:00:00.000Z", "2024-10-19T09:00:00.000Z"
+
+
+def report(name: str, *markings: str, modified: str = T0, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "report",
+        "spec_version": "2.1",
+        "id": f"report--{uuid.uuid4()}",
+        "created": T0,
+        "modified": modified,
+        "name": name,
+        "published": T0,
+        "object_refs": [f"identity--{uuid.uuid4()}"],
+        "object_marking_refs": list(markings),
+        **extra,
+    }
+
+
+def mark(classification: str, *rel_to: str) -> dict[str, Any]:
+    return releasability_marking(classification, rel_to, LADDER)
+
+
+def writer(node: Node, nation: str) -> Party:
+    return Party(token_id=1, nation=nation, clearance=len(DEFAULT_LEVELS) - 1)
+
+
+def node_party(node: Node, nation: str, *, relay_for: str = "") -> Party:
+    token = issue_token(
+        node.store,
+        nation=nation,
+        clearance="SECRET",
+        organisation="",
+        name="peer",
+        kind="relay" if relay_for else "peer",
+        relay_for=relay_for,
+    )
+    return node.authenticate(token)
+
+
+def follow(upstream: Node, downstream: Node, party: Party, name: str = "up", speaks_for: str = "") -> PeerRecord:
+    """Pull everything `party` may read on `upstream` into `downstream`, batch by batch; the peer as it ends."""
+    if downstream.store.peer(name) is None:
+        downstream.store.add_peer(
+            PeerRecord(name=name, url="http://upstream.invalid", token="rt_x", speaks_for=speaks_for, created=1)
+        )
+    while True:
+        peer = downstream.store.peer(name)
+        assert peer is not None
+        batch = upstream.federation.feed(party, peer.cursor or None, 3, downstream.info.node_id)
+        downstream.federation.receive(peer, orjson.loads(batch.body))
+        if not batch.more:
+            final = downstream.store.peer(name)
+            assert final is not None
+            return final
+
+
+def everything(node: Node, collection: str, nation: str) -> dict[str, Any]:
+    party = Party(token_id=0, nation=nation, clearance=len(DEFAULT_LEVELS) - 1)
+    page = node.read(party, collection, Filters(limit=1000), versions=("all",))
+    return {(r.stix_id, r.version_text): orjson.loads(b) for r, b in zip(page.rows, page.bodies, strict=True)}
+
+
+@pytest.fixture
+def pair(database: Database, tmp_path: Path) -> Any:
+    """GBR's node (every back-end) and KOR's node (SQLite)."""
+    up = make_node(database, "GBR", node_id=str(uuid.uuid4()))
+    (tmp_path / "kor").mkdir(mode=0o700)
+    down = make_node(tmp_path / "kor", "KOR", node_id=str(uuid.uuid4()))
+    yield up, down
+    up.close()
+    down.close()
+
+
+def test_peer_receives_exactly_what_its_nation_may(pair: Any) -> None:
+    up, down = pair
+    col = up.add_collection("intel").id
+    rel_kor, rel_fvey = mark("SECRET", "KOR", "GBR"), mark("SECRET", "FVEY")
+    mine = report("for KOR", rel_kor["id"])
+    theirs = report("for FVEY", rel_fvey["id"])
+    red = report("red", rel_kor["id"], TLP_IDS["red"])
+    strict = report("amber strict", rel_kor["id"], TLP_IDS["amber+strict"])
+    amber = report("amber", rel_kor["id"], TLP_IDS["amber"])
+    status = up.publish(writer(up, "GBR"), col, [rel_kor, rel_fvey, mine, theirs, red, strict, amber])
+    assert status["failure_count"] == 0
+    peer = follow(up, down, node_party(up, "KOR"))
+    got = everything(down, col, "KOR")
+    names = {b.get("name") for b in got.values() if b["type"] == "report"}
+    assert names == {"for KOR", "amber"}  # neither FVEY's, nor TLP:RED, nor TLP:AMBER+STRICT
+    assert got[(mine["id"], T0)] == mine  # JSON-equal after travel
+    assert peer.received == 3  # the two reports and the one definition KOR may see
+    # Stored in GBR's copy, with its path: the originator keeps ownership on the new node.
+    rows = down.store.read(
+        down._query(Party(token_id=0, nation="GBR", clearance=3), col, Filters(limit=10), ids=(mine["id"],))
+    )
+    assert [r.originator for r in rows] == ["GBR"]
+    # Every release recorded, on both sides.
+    up.decisions.flush()
+    assert any(d.path == "federation" for d in up.store.decisions(limit=100))
+    down.decisions.flush()
+    assert any(d.path == "federation.receive" for d in down.store.decisions(limit=100))
+
+
+def test_relay_reads_union_and_people_are_refused(pair: Any) -> None:
+    up, down = pair
+    col = up.add_collection("intel").id
+    to_kor, to_ukr, to_fra = mark("SECRET", "KOR"), mark("SECRET", "UKR"), mark("SECRET", "FRA")
+    objs = [report("kor", to_kor["id"]), report("ukr", to_ukr["id"]), report("fra", to_fra["id"])]
+    up.publish(writer(up, "GBR"), col, [to_kor, to_ukr, to_fra, *objs])
+    follow(up, down, node_party(up, "BEL", relay_for="KOR,UKR"), speaks_for="GBR")
+    assert {b.get("name") for b in everything(down, col, "GBR").values() if b["type"] == "report"} == {"kor", "ukr"}
+    # The hub's own nation (KOR here) still sees only what is releasable to it.
+    assert {b.get("name") for b in everything(down, col, "KOR").values() if b["type"] == "report"} == {"kor"}
+    with pytest.raises(Forbidden):
+        up.federation.feed(writer(up, "KOR"), None, 10)
+
+
+def test_speaks_for_refuses_other_originators(pair: Any) -> None:
+    up, down = pair
+    col = up.add_collection("intel").id
+    to_kor = mark("SECRET", "KOR")
+    up.publish(writer(up, "GBR"), col, [to_kor, report("gbr", to_kor["id"])])
+    up.publish(writer(up, "FRA"), col, [to_kor, report("fra", to_kor["id"])])
+    peer = follow(up, down, node_party(up, "KOR"))  # speaks for the peer's nation: GBR
+    assert {b.get("name") for b in everything(down, col, "KOR").values() if b["type"] == "report"} == {"gbr"}
+    assert peer.refused == 2 and "FRA" in peer.last_refusal
+
+
+def test_owner_deletion_travels_and_admin_deletion_does_not(pair: Any) -> None:
+    up, down = pair
+    col = up.add_collection("intel").id
+    to_kor = mark("SECRET", "KOR", "FRA")
+    a, b = report("a", to_kor["id"]), report("b", to_kor["id"])
+    up.publish(writer(up, "GBR"), col, [to_kor, a, b])
+    party = node_party(up, "KOR")
+    follow(up, down, party)
+    up.delete_object(writer(up, "GBR"), col, a["id"], Filters(limit=10))
+    admin = Party(token_id=9, nation="FRA", clearance=3, admin=True)
+    assert up.delete_object(admin, col, b["id"], Filters(limit=10)) == 1
+    follow(up, down, party)
+    names = {x.get("name") for x in everything(down, col, "KOR").values() if x["type"] == "report"}
+    assert names == {"b"}
+
+
+def test_cursor_resumes_and_repeats_are_noops(pair: Any) -> None:
+    up, down = pair
+    col = up.add_collection("intel").id
+    to_kor = mark("SECRET", "KOR")
+    up.publish(writer(up, "GBR"), col, [to_kor, *(report(f"r{i}", to_kor["id"]) for i in range(7))])
+    party = node_party(up, "KOR")
+    first = follow(up, down, party)
+    up.publish(writer(up, "GBR"), col, [report("late", to_kor["id"])])
+    second = follow(up, down, party)
+    assert second.received == first.received + 1  # only the new one was read and stored
+    # Replaying the first batch again (a crash before the cursor was kept would do this) stores nothing new.
+    again = orjson.loads(up.federation.feed(party, None, 100, down.info.node_id).body)
+    peer = down.store.peer("up")
+    assert peer is not None
+    outcome, _, _ = down.federation.receive(peer, again)
+    assert outcome.received == 0 and outcome.refused == 0
+    assert len(everything(down, col, "KOR")) == 9
+
+
+def test_versions_from_a_ring_are_not_stored_twice(pair: Any) -> None:
+    up, down = pair
+    col = up.add_collection("intel").id
+    to_kor = mark("SECRET", "KOR", "GBR")
+    up.publish(writer(up, "GBR"), col, [to_kor, report("x", to_kor["id"])])
+    follow(up, down, node_party(up, "KOR"))
+    # Back up the other way: nothing GBR's node sent comes back to it.
+    back = orjson.loads(down.federation.feed(node_party(down, "GBR"), None, 100, up.info.node_id).body)
+    assert back["events"] == []
+    # And a node that receives its own version back (a ring) does not store it again.
+    back = orjson.loads(down.federation.feed(node_party(down, "GBR"), None, 100, "someone-else").body)
+    assert back["events"]
+    up.store.add_peer(
+        PeerRecord(name="kor", url="http://kor.invalid", token="rt_x", speaks_for="GBR", created=now_micros())
+    )
+    peer = up.store.peer("kor")
+    assert peer is not None
+    outcome, _, _ = up.federation.receive(peer, back)
+    assert outcome.received == 0 and outcome.looped >= 1
