@@ -54,12 +54,17 @@ def add_federation_routes(app: FastAPI, node: Node, feeds: Feeds) -> None:
         cursor, requester = params.get("next") or None, params.get("from", "")
         party = await run_in_threadpool(party_of, request)
         deadline = time.monotonic() + wait
+        poll = node.settings.stream_poll_ms / 1000
+        known = None  # the collections listed by the first read: a new one is news (peers create it)
         while True:
             pulse = feeds.pulse  # taken before reading, so a write between the read and the wait wakes us
             batch = await run_in_threadpool(node.federation.feed, party, cursor, limit, requester)
             remaining = deadline - time.monotonic()
-            if batch.count or batch.more or remaining <= 0:
+            first_contact = not params.get("next")
+            if batch.count or batch.more or remaining <= 0 or first_contact or known not in (None, batch.collections):
                 return Response(batch.body, media_type=JSON)
+            known = batch.collections
             cursor = batch.next  # read on from where this (empty) read got
+            # Woken by this process's writes (and PostgreSQL's doorbell); polls too, for other processes' writes.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pulse.wait(), remaining)
+                await asyncio.wait_for(pulse.wait(), min(remaining, poll))

@@ -144,6 +144,7 @@ class Node:
         """Create a collection with a new random id."""
         record = CollectionRecord(id=str(uuid.uuid4()), title=title, description=description, created=now_micros())
         self.store.add_collection(record)
+        self.rang(record.id)  # followers of this node learn of it now
         return record
 
     # publish ------------------------------------------------------------------------------------------

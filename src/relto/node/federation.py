@@ -14,21 +14,31 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from relto.domain.audit import Item
 from relto.domain.communities import membership_index
 from relto.domain.errors import ConfigurationError, Forbidden, InvalidObject, InvalidRequest, NotFound
+from relto.domain.levels import Ladder
 from relto.domain.markings import TLP_BY_ID, MarkingMeaning, interpret_marking_definition
 from relto.domain.parties import Party
 from relto.domain.policy import relayed_nations
 from relto.domain.timestamps import now_micros
-from relto.store.base import CollectionRecord, Event, NewVersion, PeerProgress, PeerRecord, Received
-
-if TYPE_CHECKING:
-    from relto.node import Node
+from relto.node.policy import PolicyView
+from relto.node.publisher import Publisher
+from relto.store.base import (
+    CollectionRecord,
+    Event,
+    NewVersion,
+    NodeInfo,
+    PeerProgress,
+    PeerRecord,
+    Received,
+    Store,
+)
+from relto.taxii.cursors import Cursors
 
 CURSOR_SCOPE = "federation"  # what a federation cursor is sealed to (TAXII cursors name their collection)
 _REF = re.compile(rb"marking-definition--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -43,6 +53,7 @@ class FeedBatch:
     count: int
     more: bool
     next: str
+    collections: int = 0  # how many collections it lists (a new one is news even without events)
 
 
 @dataclass
@@ -66,10 +77,32 @@ class Outcome:
     collections: set[str] = field(default_factory=set)
 
 
+class Host(Protocol):
+    """What federation asks of the node it belongs to (the Node; named here so that this module need not
+    import it back)."""
+
+    store: Store
+    info: NodeInfo
+    ladder: Ladder
+    cursors: Cursors
+    policy: PolicyView
+    publisher: Publisher
+
+    def visible_sets(self, party: Party, refresh: bool = False) -> frozenset[int]: ...
+    def release(
+        self, party: Party, collection_id: str, versions: Sequence[Any], read_at: float | None = None
+    ) -> list[bytes | None]: ...
+    def record(self, party: Party, path: str, collection_id: str, items: Iterable[Item]) -> None: ...
+    def collection(self, collection_id: str) -> CollectionRecord: ...
+    def collections(self) -> list[CollectionRecord]: ...
+    def communities(self) -> list[Any]: ...
+    def rang(self, collection_id: str) -> None: ...
+
+
 class Federation:
     """The feed (out) and the receive path (in) of one node."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
 
     # out ----------------------------------------------------------------------------------------------
@@ -123,15 +156,18 @@ class Federation:
         for collection_id, chosen in items.items():
             node.record(party, "federation", collection_id, chosen)
         sealed = node.cursors.seal(covered, CURSOR_SCOPE)
+        collections = node.collections()
         doc = {
             "node": {"id": me, "nation": node.info.nation, "title": node.info.title},
-            "collections": [self._collection_doc(c) for c in sorted(items)],
+            # Every collection, so peers have them before anything in them is released to them (collections are
+            # not restricted: every party may list them).
+            "collections": [{"id": c.id, "title": c.title, "description": c.description} for c in collections],
             "definitions": self._definitions(refs),
             "events": out,
             "next": sealed,
             "more": more,
         }
-        return FeedBatch(orjson.dumps(doc), len(out), more, sealed)
+        return FeedBatch(orjson.dumps(doc), len(out), more, sealed, len(collections))
 
     def _release(self, party: Party, events: Sequence[Event]) -> list[bytes | None]:
         """Each event released to the node token, through the one Releaser (grouped by collection)."""
@@ -144,10 +180,6 @@ class Federation:
             for i, body in zip(indexes, released, strict=True):
                 out[i] = body
         return out
-
-    def _collection_doc(self, collection_id: str) -> dict[str, str]:
-        c = self.node.collection(collection_id)
-        return {"id": c.id, "title": c.title, "description": c.description}
 
     def _definitions(self, refs: dict[str, set[bytes]]) -> list[dict[str, Any]]:
         """The marking definitions the batch's versions name, each as its originator's (relto's self-verifying
@@ -309,6 +341,7 @@ class Federation:
                     created=now_micros(),
                 )
                 self.node.store.add_collection(record)
+                self.node.rang(record.id)  # this node's own followers learn of it now
 
     def _meanings(self, definitions: Iterable[Any], speaks: frozenset[str]) -> dict[str, dict[str, MarkingMeaning]]:
         """What the batch's definitions mean for each originator (only the nations the peer speaks for)."""
