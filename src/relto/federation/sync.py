@@ -10,7 +10,9 @@ import logging
 import random
 import ssl
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -113,6 +115,7 @@ class PeerSync:
         self.stop = stop
         self.batch = batch
         self.wait = wait
+        self._applied = False  # a batch was applied since the last failure
 
     def run(self) -> None:
         """Sync until stopped: catch up, follow live, back off and retry on failure."""
@@ -123,11 +126,11 @@ class PeerSync:
                 return
             try:
                 peer = pin_certificate(self.node, peer)
-                with client_for(peer, timeout=self.wait + 15) as client:
-                    while not self.stop.is_set():
-                        peer = self._one(client, peer)
-                        backoff = _BACKOFF_FIRST
+                with client_for(peer, timeout=self.wait + 15) as client, ThreadPoolExecutor(1) as ahead:
+                    self._follow(client, peer, ahead)
             except Exception as exc:  # any failure is the peer's state, shown by `peer list`; retry later
+                if self._applied:
+                    backoff, self._applied = _BACKOFF_FIRST, False  # it worked for a while: start over
                 message = describe(exc, peer)
                 log.warning("peer %s: %s", self.name, message)
                 try:
@@ -137,21 +140,31 @@ class PeerSync:
                 self.stop.wait(min(backoff, _BACKOFF_MAX) * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, _BACKOFF_MAX)
 
-    def _one(self, client: httpx.Client, peer: PeerRecord) -> PeerRecord:
-        """Ask for and apply one batch; the peer as stored after it."""
+    def _fetch(self, client: httpx.Client, peer: PeerRecord, cursor: str) -> Any:
+        """One batch of the peer's feed after `cursor`, parsed."""
         params = {"limit": str(self.batch), "wait": str(self.wait), "from": self.node.info.node_id}
-        if peer.cursor:
-            params["next"] = peer.cursor
-        response = client.get(FEED, params=params)
-        doc = checked_json(response, peer.url)
-        outcome, _, _ = self.node.federation.receive(peer, doc)
-        if outcome.refused:
-            log.warning("peer %s: %d versions refused, last: %s", self.name, outcome.refused, outcome.last_refusal)
-        found = self.node.store.peer(self.name)
-        if found is None:
-            self.stop.set()  # removed while we were reading
-            return peer
-        return found
+        if cursor:
+            params["next"] = cursor
+        return checked_json(client.get(FEED, params=params), peer.url)
+
+    def _follow(self, client: httpx.Client, peer: PeerRecord, ahead: ThreadPoolExecutor) -> None:
+        """Apply batch after batch; while catching up, the next batch is fetched while this one is applied
+        (its cursor is in this one's answer), so the peer's reading and ours overlap. Only applied batches
+        move the stored cursor: a prefetched one that is never applied is simply asked for again."""
+        pending: Future[Any] | None = None
+        while not self.stop.is_set():
+            doc = pending.result() if pending is not None else self._fetch(client, peer, peer.cursor)
+            pending = None
+            if doc.get("more") and isinstance(doc.get("next"), str):
+                pending = ahead.submit(self._fetch, client, peer, doc["next"])
+            outcome, _, _ = self.node.federation.receive(peer, doc)
+            self._applied = True
+            if outcome.refused:
+                log.warning("peer %s: %d versions refused, last: %s", self.name, outcome.refused, outcome.last_refusal)
+            found = self.node.store.peer(self.name)
+            if found is None or found.cursor != doc.get("next") or found.url != peer.url:
+                return  # removed, re-added or changed while we read: start again from what is stored
+            peer = found
 
 
 class Syncer:
@@ -170,15 +183,16 @@ class Syncer:
         self._thread = threading.Thread(target=self._reconcile_forever, name="relto-federation", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop every peer's thread (a batch being applied commits or rolls back whole)."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop every peer's thread, waiting at most `timeout` seconds in all: a thread still waiting on its
+        peer is a daemon and ends with the process (a batch being applied commits or rolls back whole)."""
         self._stop.set()
         for _, stop in self._running.values():
             stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        for thread, _ in self._running.values():
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in [self._thread, *(t for t, _ in self._running.values())]:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _reconcile_forever(self) -> None:
         while not self._stop.is_set():
