@@ -32,7 +32,7 @@ INFO = "/relto/v1/federation/"
 BATCH = 2000  # events asked for per request
 WAIT = 20.0  # seconds the peer may hold a caught-up request open
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 60.0
-_RECONCILE = 1.0  # seconds between looks at the peers table (added and removed peers)
+_RECONCILE = 0.5  # seconds between looks at the peers table (added and removed peers)
 
 
 class PeerFailure(ReltoError):

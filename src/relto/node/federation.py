@@ -11,6 +11,7 @@ the peer's cursor. A peer may deliver only versions of the nations it speaks for
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from relto.store.base import (
 from relto.taxii.cursors import Cursors
 
 CURSOR_SCOPE = "federation"  # what a federation cursor is sealed to (TAXII cursors name their collection)
+_TITLE, _DESCRIPTION = 200, 2000  # characters of a received collection's title and description kept
 _REF = re.compile(rb"marking-definition--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -95,7 +97,6 @@ class Host(Protocol):
     def record(self, party: Party, path: str, collection_id: str, items: Iterable[Item]) -> None: ...
     def collection(self, collection_id: str) -> CollectionRecord: ...
     def collections(self) -> list[CollectionRecord]: ...
-    def communities(self) -> list[Any]: ...
     def rang(self, collection_id: str) -> None: ...
 
 
@@ -104,6 +105,7 @@ class Federation:
 
     def __init__(self, node: Host) -> None:
         self.node = node
+        self._known_ids: set[str] = set()  # collections known to exist here
 
     # out ----------------------------------------------------------------------------------------------
     def feed(
@@ -210,7 +212,8 @@ class Federation:
         """The originators a peer may deliver versions of: its --speaks-for list (communities' members today),
         or the peer node's own nation."""
         entries = [x for x in peer.speaks_for.split(",") if x] or [remote_nation]
-        members = membership_index(self.node.communities(), datetime.now(UTC).date())
+        self.node.policy.refresh()
+        members = membership_index(self.node.policy.snapshot.communities, datetime.now(UTC).date())
         return relayed_nations(entries, members)
 
     def receive(self, peer: PeerRecord, doc: dict[str, Any]) -> tuple[Outcome, str, bool]:
@@ -331,13 +334,15 @@ class Federation:
     def _ensure_collections(self, collections: Iterable[Any]) -> None:
         """Collections named by the batch exist here with the same id (created on first sight)."""
         for c in collections:
-            if not isinstance(c, dict) or not isinstance(c.get("id"), str):
+            if not isinstance(c, dict) or not _is_uuid(c.get("id")) or c["id"] in self._known_ids:
                 continue
-            if self.node.store.collection(c["id"]) is None:
+            if self.node.store.collection(c["id"]) is not None:
+                self._known_ids.add(c["id"])  # collections are never deleted
+            else:
                 record = CollectionRecord(
                     id=c["id"],
-                    title=str(c.get("title") or "received"),
-                    description=str(c.get("description") or ""),
+                    title=str(c.get("title") or "received")[:_TITLE],
+                    description=str(c.get("description") or "")[:_DESCRIPTION],
                     created=now_micros(),
                 )
                 self.node.store.add_collection(record)
@@ -356,3 +361,11 @@ class Federation:
             if isinstance(d["d"].get("id"), str):
                 out.setdefault(d["o"], {})[d["d"]["id"]] = meaning
         return out
+
+
+def _is_uuid(value: Any) -> bool:
+    """Whether a peer's collection id is one (collections are named by UUIDs everywhere)."""
+    try:
+        return isinstance(value, str) and len(value) == 36 and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
