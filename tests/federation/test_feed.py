@@ -202,3 +202,65 @@ def test_versions_from_a_ring_are_not_stored_twice(pair: Any) -> None:
     assert peer is not None
     outcome, _, _ = up.federation.receive(peer, back)
     assert outcome.received == 0 and outcome.looped >= 1
+
+
+def pump(links: list[tuple[Node, Node, Party, str]], rounds: int = 20) -> int:
+    """Follow every link (upstream, downstream, token, peer name) until a whole round receives nothing; the
+    number of rounds it took. Fails if the federation does not quiesce."""
+    for n in range(rounds):
+        received = 0
+        for up, down, party, name in links:
+            before = down.store.peer(name)
+            assert before is not None
+            after = follow(up, down, party, name)
+            received += after.received - before.received
+        if not received:
+            return n
+    raise AssertionError(f"still receiving after {rounds} rounds: the federation does not quiesce")
+
+
+@pytest.mark.parametrize("shape", ["ring", "mesh"])
+def test_ring_and_mesh_converge_and_quiesce(tmp_path: Path, shape: str) -> None:
+    nations = ("GBR", "KOR", "USA")
+    nodes = {}
+    for nation in nations:
+        (tmp_path / nation).mkdir(mode=0o700)
+        nodes[nation] = make_node(tmp_path / nation, nation, node_id=str(uuid.uuid4()))
+    try:
+        col = nodes["GBR"].add_collection("intel").id
+        for node in nodes.values():  # the same collection everywhere before anyone publishes
+            if node.store.collection(col) is None:
+                node.store.add_collection(nodes["GBR"].collection(col))
+        everyone = mark("SECRET", *nations)
+        published = {}
+        for nation, node in nodes.items():
+            objs = [report(f"{nation} {i}", everyone["id"]) for i in range(5)]
+            node.publish(writer(node, nation), col, [everyone, *objs])
+            published[nation] = objs
+        if shape == "ring":  # GBR -> KOR -> USA -> GBR
+            pairs = [("GBR", "KOR"), ("KOR", "USA"), ("USA", "GBR")]
+        else:
+            pairs = [(a, b) for a in nations for b in nations if a != b]
+        links = []
+        for up, down in pairs:
+            token = node_party(nodes[up], "BEL", relay_for=",".join(nations))
+            name = f"from-{up.lower()}"
+            nodes[down].store.add_peer(
+                PeerRecord(name=name, url="http://x.invalid", token="rt_x", speaks_for=",".join(nations), created=1)
+            )
+            links.append((nodes[up], nodes[down], token, name))
+        pump(links)
+        every_report = {o["id"] for objs in published.values() for o in objs}
+        for nation, node in nodes.items():
+            rows = node.store.read(
+                node._query(Party(token_id=0, nation="GBR", clearance=4), col, Filters(limit=1000), versions=("all",))
+            )
+            reports = [(r.stix_id, r.version_text, r.originator) for r in rows if r.type == "report"]
+            assert len(reports) == len(set(reports)) == len(every_report), nation  # each (id, version) once
+            assert {r[0] for r in reports} == every_report
+            # Each report kept its originator wherever it travelled.
+            origin = {o["id"]: n for n, objs in published.items() for o in objs}
+            assert all(origin[i] == o for i, _, o in reports)
+    finally:
+        for node in nodes.values():
+            node.close()
