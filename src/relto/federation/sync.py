@@ -12,7 +12,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import httpx
@@ -126,8 +126,8 @@ class PeerSync:
                 return
             try:
                 peer = pin_certificate(self.node, peer)
-                with client_for(peer, timeout=self.wait + 15) as client, ThreadPoolExecutor(1) as ahead:
-                    self._follow(client, peer, ahead)
+                with client_for(peer, timeout=self.wait + 15) as client:
+                    self._follow(client, peer)
             except Exception as exc:  # any failure is the peer's state, shown by `peer list`; retry later
                 if self._applied:
                     backoff, self._applied = _BACKOFF_FIRST, False  # it worked for a while: start over
@@ -147,24 +147,39 @@ class PeerSync:
             params["next"] = cursor
         return checked_json(client.get(FEED, params=params), peer.url)
 
-    def _follow(self, client: httpx.Client, peer: PeerRecord, ahead: ThreadPoolExecutor) -> None:
-        """Apply batch after batch; while catching up, the next batch is fetched while this one is applied
-        (its cursor is in this one's answer), so the peer's reading and ours overlap. Only applied batches
-        move the stored cursor: a prefetched one that is never applied is simply asked for again."""
-        pending: Future[Any] | None = None
+    def _follow(self, client: httpx.Client, peer: PeerRecord) -> None:
+        """Apply batch after batch. The next batch is asked for (its cursor is in this one's answer) before
+        this one is applied: while catching up the peer's reading and ours overlap, and at the head the
+        long poll is already waiting when the peer writes again. Only applied batches move the stored cursor:
+        a batch fetched and never applied is simply asked for again."""
+        pending = _ahead(self._fetch, client, peer, peer.cursor)
         while not self.stop.is_set():
-            doc = pending.result() if pending is not None else self._fetch(client, peer, peer.cursor)
-            pending = None
-            if doc.get("more") and isinstance(doc.get("next"), str):
-                pending = ahead.submit(self._fetch, client, peer, doc["next"])
+            doc = pending.result()
+            if not isinstance(doc, dict) or not isinstance(doc.get("next"), str):
+                raise PeerFailure(f"{peer.url} answered with something that is not a relto federation feed")
+            pending = _ahead(self._fetch, client, peer, doc["next"])
             outcome, _, _ = self.node.federation.receive(peer, doc)
             self._applied = True
             if outcome.refused:
                 log.warning("peer %s: %d versions refused, last: %s", self.name, outcome.refused, outcome.last_refusal)
             found = self.node.store.peer(self.name)
-            if found is None or found.cursor != doc.get("next") or found.url != peer.url:
+            if found is None or found.cursor != doc["next"] or found.url != peer.url:
                 return  # removed, re-added or changed while we read: start again from what is stored
             peer = found
+
+
+def _ahead(fetch: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run `fetch(*args)` in a daemon thread (a long poll must never hold up the process's exit)."""
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fetch(*args))
+        except BaseException as exc:  # handed to whoever waits for the answer
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="relto-peer-fetch", daemon=True).start()
+    return future
 
 
 class Syncer:
