@@ -16,6 +16,7 @@ from starlette.responses import Response
 from relto.api.auth import party_of
 from relto.domain.errors import Forbidden, InvalidRequest
 from relto.node import Node
+from relto.node.federation import FeedBatch
 from relto.stream.feed import Feeds
 
 FEDERATION = "/relto/v1/federation/"
@@ -52,13 +53,17 @@ def add_federation_routes(app: FastAPI, node: Node, feeds: Feeds) -> None:
         except ValueError:
             raise InvalidRequest("limit must be a whole number and wait a number of seconds") from None
         cursor, requester = params.get("next") or None, params.get("from", "")
-        party = await run_in_threadpool(party_of, request)
+
+        def read(after: str | None) -> FeedBatch:
+            return node.federation.feed(party_of(request), after, limit, requester)
+
         deadline = time.monotonic() + wait
         poll = node.settings.stream_poll_ms / 1000
         known = None  # the collections listed by the first read: a new one is news (peers create it)
         while True:
             pulse = feeds.pulse  # taken before reading, so a write between the read and the wait wakes us
-            batch = await run_in_threadpool(node.federation.feed, party, cursor, limit, requester)
+            # The token is checked on every read (cached for a second): a revoked one gets nothing more.
+            batch = await run_in_threadpool(read, cursor)
             remaining = deadline - time.monotonic()
             first_contact = not params.get("next")
             if batch.count or batch.more or remaining <= 0 or first_contact or known not in (None, batch.collections):
