@@ -11,6 +11,7 @@ the peer's cursor. A peer may deliver only versions of the nations it speaks for
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -240,6 +241,10 @@ class Federation:
         me = self.node.info.node_id
         newest = None
         for event in events:
+            if not isinstance(event, dict):  # a malformed entry is refused, never an exception that wedges the peer
+                outcome.refused += 1
+                outcome.last_refusal = f"an entry of 'events' is not a JSON object: {type(event).__name__}"
+                continue
             originator, collection = event.get("o"), event.get("c")
             stix_id = event.get("id")
             if not isinstance(originator, str) or originator not in speaks:
@@ -331,8 +336,8 @@ class Federation:
     def _ensure_collections(self, collections: Iterable[Any]) -> None:
         """Collections named by the batch exist here with the same id (created on first sight)."""
         for c in collections:
-            if not isinstance(c, dict) or not isinstance(c.get("id"), str):
-                continue
+            if not isinstance(c, dict) or not _is_collection_id(c.get("id")):
+                continue  # collection ids are UUIDs (Node.add_collection): a peer cannot plant any other
             if self.node.store.collection(c["id"]) is None:
                 record = CollectionRecord(
                     id=c["id"],
@@ -356,3 +361,13 @@ class Federation:
             if isinstance(d["d"].get("id"), str):
                 out.setdefault(d["o"], {})[d["d"]["id"]] = meaning
         return out
+
+
+def _is_collection_id(value: Any) -> bool:
+    """Whether `value` is a collection id as nodes make them: a UUID in its canonical text form."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
