@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -63,10 +64,11 @@ class NodeProc:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()
+    tls: ssl.SSLContext | None = None  # served over HTTPS (extra has --tls-cert/--tls-key): how to reach it
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def cli(self, *args: str) -> str:
         return relto(*args[:2], "--data", str(self.data), *args[2:])
@@ -99,7 +101,10 @@ class NodeProc:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/taxii2/", headers=auth(self.admin)).status_code == 200:
+                if (
+                    httpx.get(f"{self.url}/taxii2/", headers=auth(self.admin), verify=self.tls or True).status_code
+                    == 200
+                ):
                     return
             except httpx.TransportError:
                 time.sleep(0.1)

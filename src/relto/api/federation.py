@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 
 import orjson
@@ -49,7 +50,10 @@ def add_federation_routes(app: FastAPI, node: Node, feeds: Feeds) -> None:
         params = request.query_params
         try:
             limit = min(max(int(params.get("limit", "1000")), 1), _MAX_BATCH)
-            wait = min(max(float(params.get("wait", "0")), 0.0), _MAX_WAIT)
+            wait = float(params.get("wait", "0"))
+            if math.isnan(wait):  # NaN passes any clamp, and a NaN timeout is an error deep in asyncio
+                raise ValueError(wait)
+            wait = min(max(wait, 0.0), _MAX_WAIT)
         except ValueError:
             raise InvalidRequest("limit must be a whole number and wait a number of seconds") from None
         cursor, requester = params.get("next") or None, params.get("from", "")

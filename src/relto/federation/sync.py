@@ -81,9 +81,7 @@ def describe(exc: BaseException, peer: PeerRecord) -> str:
     """One line saying why talking to a peer failed."""
     if isinstance(exc, ReltoError):
         return exc.message
-    if (isinstance(exc, httpx.ConnectError) and isinstance(exc.__context__, ssl.SSLError)) or isinstance(
-        exc, ssl.SSLError
-    ):
+    if isinstance(exc, ssl.SSLError) or (isinstance(exc, httpx.ConnectError) and _ssl_cause(exc)):
         if peer.certificate:
             return tls.explain_tls_failure(peer.url, peer.certificate)
         return f"TLS failed with {peer.url}: {exc}"
@@ -94,6 +92,18 @@ def describe(exc: BaseException, peer: PeerRecord) -> str:
     if isinstance(exc, httpx.HTTPError):
         return f"talking to {peer.url} failed: {type(exc).__name__} {exc}; retrying"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _ssl_cause(exc: BaseException) -> bool:
+    """Whether an ssl.SSLError lies under `exc` (httpx wraps httpcore's error, which wraps the ssl module's)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def pin_certificate(node: Node, peer: PeerRecord) -> PeerRecord:

@@ -243,6 +243,10 @@ class Federation:
         me = self.node.info.node_id
         newest = None
         for event in events:
+            if not isinstance(event, dict):  # a malformed entry is refused, never an exception that wedges the peer
+                outcome.refused += 1
+                outcome.last_refusal = f"an entry of 'events' is not a JSON object: {type(event).__name__}"
+                continue
             originator, collection = event.get("o"), event.get("c")
             stix_id = event.get("id")
             if not isinstance(originator, str) or originator not in speaks:
