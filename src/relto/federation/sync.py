@@ -6,6 +6,7 @@ on its row for `relto peer list` (docs/federation.md).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import ssl
@@ -33,6 +34,7 @@ BATCH = 2000  # events asked for per request
 WAIT = 20.0  # seconds the peer may hold a caught-up request open
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 60.0
 _RECONCILE = 0.5  # seconds between looks at the peers table (added and removed peers)
+_RECHECK = 2.0  # seconds between checks, while following, that the peer's row is still the one we follow
 
 
 class PeerFailure(ReltoError):
@@ -163,6 +165,7 @@ class PeerSync:
         long poll is already waiting when the peer writes again. Only applied batches move the stored cursor:
         a batch fetched and never applied is simply asked for again."""
         pending = _ahead(self._fetch, client, peer, peer.cursor)
+        checked = time.monotonic()
         while not self.stop.is_set():
             doc = pending.result()
             if not isinstance(doc, dict) or not isinstance(doc.get("next"), str):
@@ -172,10 +175,14 @@ class PeerSync:
             self._applied = True
             if outcome.refused:
                 log.warning("peer %s: %d versions refused, last: %s", self.name, outcome.refused, outcome.last_refusal)
-            found = self.node.store.peer(self.name)
-            if found is None or found.cursor != doc["next"] or found.url != peer.url:
-                return  # removed, re-added or changed while we read: start again from what is stored
-            peer = found
+            peer = dataclasses.replace(
+                peer, cursor=doc["next"], remote_node=outcome.remote_node, remote_nation=outcome.remote_nation
+            )
+            if time.monotonic() - checked > _RECHECK:
+                checked = time.monotonic()
+                found = self.node.store.peer(self.name)
+                if found is None or found.cursor != doc["next"] or found.url != peer.url:
+                    return  # removed, re-added or changed while we read: start again from what is stored
 
 
 def _ahead(fetch: Callable[..., Any], *args: Any) -> Future[Any]:

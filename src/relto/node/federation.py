@@ -42,6 +42,7 @@ from relto.store.base import (
 from relto.taxii.cursors import Cursors
 
 CURSOR_SCOPE = "federation"  # what a federation cursor is sealed to (TAXII cursors name their collection)
+_DEFINITIONS_KEPT = 10_000  # (originator, definition) pairs remembered by the feed
 _TITLE, _DESCRIPTION = 200, 2000  # characters of a received collection's title and description kept
 _REF = re.compile(rb"marking-definition--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -77,6 +78,8 @@ class Outcome:
     deleted: int = 0
     last_refusal: str | None = None
     collections: set[str] = field(default_factory=set)
+    remote_node: str = ""  # who the peer said it is
+    remote_nation: str = ""
 
 
 class Host(Protocol):
@@ -106,6 +109,7 @@ class Federation:
     def __init__(self, node: Host) -> None:
         self.node = node
         self._known_ids: set[str] = set()  # collections known to exist here
+        self._definition_cache: dict[tuple[str, str], bytes] = {}  # (originator, id) -> the definition sent
 
     # out ----------------------------------------------------------------------------------------------
     def feed(
@@ -185,25 +189,30 @@ class Federation:
 
     def _definitions(self, refs: dict[str, set[bytes]]) -> list[dict[str, Any]]:
         """The marking definitions the batch's versions name, each as its originator's (relto's self-verifying
-        definitions are the same whoever stored them)."""
-        wanted = sorted({r.decode() for rs in refs.values() for r in rs} - TLP_BY_ID.keys())
-        if not wanted:
-            return []
-        copies: dict[str, dict[str, bytes]] = {}
-        for d in self.node.store.definitions(wanted):
-            copies.setdefault(d.id, {})[d.originator] = d.body
-        out = []
-        for originator, rs in sorted(refs.items()):
-            for ref in sorted(r.decode() for r in rs):
+        definitions are the same whoever stored them). Definitions never change, so each is looked up once."""
+        pairs = sorted((o, r.decode()) for o, rs in refs.items() for r in rs if r.decode() not in TLP_BY_ID)
+        missing = sorted({ref for o, ref in pairs if (o, ref) not in self._definition_cache})
+        if missing:
+            copies: dict[str, dict[str, bytes]] = {}
+            for d in self.node.store.definitions(missing):
+                copies.setdefault(d.id, {})[d.originator] = d.body
+            for originator, ref in pairs:
                 found = copies.get(ref)
-                if not found:
-                    continue
+                if (originator, ref) in self._definition_cache or not found:
+                    continue  # not stored (yet): asked again next time
                 body = found.get(originator)
                 if body is None:
                     any_copy = orjson.loads(next(iter(found.values())))
                     if not interpret_marking_definition(any_copy, self.node.ladder).self_verifying:
                         continue
                     body = orjson.dumps(any_copy)
+                if len(self._definition_cache) > _DEFINITIONS_KEPT:
+                    self._definition_cache.clear()
+                self._definition_cache[(originator, ref)] = body
+        out = []
+        for originator, ref in pairs:
+            body = self._definition_cache.get((originator, ref))
+            if body is not None:
                 out.append({"o": originator, "d": orjson.Fragment(body)})
         return out
 
@@ -236,7 +245,7 @@ class Federation:
         speaks = self.speaks_for(peer, remote_nation)
         self._ensure_collections(collections)
         meanings = self._meanings(definitions, speaks)
-        outcome = Outcome()
+        outcome = Outcome(remote_node=remote_id, remote_nation=remote_nation)
         steps: list[_Step] = []
         parties: dict[str, Party] = {}
         top = len(self.node.ladder.levels) - 1
