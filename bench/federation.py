@@ -67,6 +67,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "enterprise-a
 @dataclass
 class Report:
     corpus_objects: int = 0
+    copies: int = 1  # the corpus ingested into this many collections
     ingest_s: float = 0.0
     replicate_s: float = 0.0  # peer add -> every version at the peer
     replicate_first_to_last_s: float = 0.0
@@ -130,11 +131,15 @@ def wait_until(check: Any, seconds: float, what: str, every: float = 0.05) -> No
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def corpus(binary: str, workdir: Path, report: Report) -> None:
+def corpus(binary: str, workdir: Path, report: Report, copies: int) -> None:
     objects = load_objects(CORPUS)
     report.corpus_objects = len(objects)
+    report.copies = copies
     a, b = workdir / "a", workdir / "b"
     writer, collection = relto_setup(binary, ["--data", str(a)], "attack")
+    collections = [collection]
+    for n in range(1, copies):
+        collections.append(run_cli([binary, "collection", "add", "--data", str(a), f"attack {n + 1}"]).splitlines()[-1])
     init(binary, b, "GBR")
     peer_token = token(binary, a, "GBR", "--peer")
     port_a, port_b = free_port(), free_port()
@@ -145,15 +150,17 @@ def corpus(binary: str, workdir: Path, report: Report) -> None:
         client = TaxiiClient(f"http://127.0.0.1:{port_a}", bearer_auth(writer), 300)
         client.wait_ready(proc_a, workdir / "a.log")
         wait_until(lambda: _answers(port_b), 30, "node B")
-        path = f"/api/collections/{collection}/objects/"
         start = time.perf_counter()
-        for envelope in envelopes(objects):
-            status = client.post(path, envelope)
-            if status.get("failure_count"):
-                report.notes.append(f"{status['failure_count']} objects refused at ingest")
+        for collection in collections:
+            path = f"/api/collections/{collection}/objects/"
+            for envelope in envelopes(objects):
+                status = client.post(path, envelope)
+                if status.get("failure_count"):
+                    report.notes.append(f"{status['failure_count']} objects refused at ingest")
         report.ingest_s = time.perf_counter() - start
         client.close()
-        log(f"corpus: A ingested {len(objects):,} objects in {report.ingest_s:.2f} s")
+        total = len(objects) * copies
+        log(f"corpus: A ingested {total:,} objects in {report.ingest_s:.2f} s")
         report.peer_rss_before_mib = process_tree_rss_bytes(proc_b.pid) / MIB
         start = time.perf_counter()
         run_cli([binary, "peer", "add", "--data", str(b), "a", f"http://127.0.0.1:{port_a}", "--token", peer_token])
@@ -165,10 +172,10 @@ def corpus(binary: str, workdir: Path, report: Report) -> None:
             if held and first is None:
                 first = now
             rss = max(rss, process_tree_rss_bytes(proc_b.pid))
-            if held >= len(objects):
+            if held >= total:
                 break
-            if now - start > 120:
-                raise RuntimeError(f"B holds {held:,} of {len(objects):,} after 120 s")
+            if now - start > 120 * copies:
+                raise RuntimeError(f"B holds {held:,} of {total:,} after {120 * copies} s")
             time.sleep(0.02)
         report.replicate_s = now - start
         report.replicate_first_to_last_s = now - (first or start)
@@ -288,7 +295,8 @@ def render(r: Report) -> str:
     lines = [
         "## Federation (bench/federation.py)",
         "",
-        f"Corpus: MITRE ATT&CK Enterprise, {r.corpus_objects:,} objects, SQLite nodes on loopback.",
+        f"Corpus: MITRE ATT&CK Enterprise, {r.corpus_objects:,} objects x {r.copies} collection(s), SQLite nodes on "
+        "loopback.",
         "",
         "| figure | measured | baseline (same run) | ratio | target |",
         "|---|---:|---:|---:|---|",
@@ -322,6 +330,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--skip-corpus", action="store_true")
+    parser.add_argument("--copies", type=int, default=1, help="ingest the corpus into this many collections")
     args = parser.parse_args()
     exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="relto-fed-bench-"))
@@ -329,7 +338,7 @@ def main() -> None:
     report = Report()
     try:
         if not args.skip_corpus:
-            corpus(args.relto, workdir, report)
+            corpus(args.relto, workdir, report, args.copies)
         two_hops(args.relto, workdir, report, args.rate, args.seconds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
