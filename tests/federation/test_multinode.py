@@ -216,6 +216,9 @@ def build(tmp_path: Path) -> Iterator[Coalition]:
         wait_for(everywhere, 30, "the collection on every node")
         yield coalition
     finally:
+        for node in (hub, *nodes.values()):  # all at once: each takes a couple of seconds to shut down
+            if node.process is not None and node.process.poll() is None:
+                node.process.terminate()
         for node in (hub, *nodes.values()):
             node.stop()
 
