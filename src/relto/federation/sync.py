@@ -88,11 +88,11 @@ def describe(exc: BaseException, peer: PeerRecord) -> str:
             return tls.explain_tls_failure(peer.url, peer.certificate)
         return f"TLS failed with {peer.url}: {exc}"
     if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect to {peer.url}: {exc or 'connection refused'}; retrying"
+        return f"cannot connect to {peer.url}: {exc or 'connection refused'}"
     if isinstance(exc, httpx.TimeoutException):
-        return f"{peer.url} did not answer in time; retrying"
+        return f"{peer.url} did not answer in time"
     if isinstance(exc, httpx.HTTPError):
-        return f"talking to {peer.url} failed: {type(exc).__name__} {exc}; retrying"
+        return f"talking to {peer.url} failed: {type(exc).__name__} {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 
