@@ -264,3 +264,23 @@ def test_ring_and_mesh_converge_and_quiesce(tmp_path: Path, shape: str) -> None:
     finally:
         for node in nodes.values():
             node.close()
+
+
+def test_revocation_travels_and_only_the_owner_revokes(pair: Any) -> None:
+    up, down = pair
+    col = up.add_collection("intel").id
+    to_kor = mark("SECRET", "KOR", "GBR")
+    first = report("v1", to_kor["id"])
+    second = {**first, "modified": T1, "name": "v2"}
+    up.publish(writer(up, "GBR"), col, [to_kor, first, second])
+    party = node_party(up, "KOR")
+    follow(up, down, party)
+    assert {k[1] for k in everything(down, col, "KOR") if k[0] == first["id"]} == {T0, T1}
+    revoked = {**second, "modified": "2024-10-20T09:00:00.000Z", "revoked": True}
+    up.publish(writer(up, "GBR"), col, [revoked])
+    follow(up, down, party)
+    left = {k[1]: v for k, v in everything(down, col, "KOR").items() if k[0] == first["id"]}
+    assert list(left) == ["2024-10-20T09:00:00.000Z"] and left["2024-10-20T09:00:00.000Z"]["revoked"] is True
+    # KOR's own writers on KOR's node cannot add to GBR's object (ownership holds across nodes).
+    status = down.publish(writer(down, "KOR"), col, [{**first, "modified": "2024-10-21T09:00:00.000Z"}])
+    assert status["failure_count"] == 1 and "belongs to GBR" in status["failures"][0]["message"]
