@@ -60,6 +60,7 @@ def test_tokens_are_listed_without_secrets_and_can_be_revoked(tmp_path: Path) ->
     secret = token.split("_", 2)[2]
     _, listing, _ = run("token", "list", "--data", str(tmp_path))
     assert "KOR\tSECRET" in listing and secret not in listing
+    assert listing.splitlines()[0].split("\t")[:3] == ["KEY ID", "NATION", "CLEARANCE"]
     key_id = token.split("_")[1]
     assert run("token", "revoke", "--data", str(tmp_path), key_id)[0] == 0
     assert "revoked" in run("token", "list", "--data", str(tmp_path))[1]
@@ -161,3 +162,39 @@ def test_demo_serves_each_nation_its_share() -> None:
 
 def test_module_entry_point_runs() -> None:
     assert "relto" in relto("--version")
+
+
+def test_serve_says_when_it_is_ready_logs_requests_and_stops_cleanly(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    _, admin, _ = run("init", "--data", str(tmp_path / "n"), "--nation", "GBR")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "relto", "serve", "--data", str(tmp_path / "n"), "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        ready = server.stderr.readline()
+        assert f"ready on http://127.0.0.1:{port}/" in ready
+        # Said only once the port accepts connections: a request right away is answered.
+        answer = httpx.get(f"http://127.0.0.1:{port}/taxii2/", headers={"Authorization": f"Bearer {admin.strip()}"})
+        assert answer.status_code == 200
+        assert '"GET /taxii2/ HTTP/1.1" 200' in server.stderr.readline()
+        busy = run("serve", "--data", str(tmp_path / "n"), "--port", str(port))
+        assert busy[0] == 2 and "cannot listen on" in busy[2] and "--port" in busy[2]
+        server.send_signal(signal.SIGTERM)  # as a service manager stops it (Ctrl-C takes the same path)
+        rest = server.communicate(timeout=15)[1]
+        assert "relto: stopped" in rest and "Traceback" not in rest and "Aborted" not in rest
+        assert server.returncode == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -389,6 +391,31 @@ def test_relto_watch_prints_banners(node: Running) -> None:
         lines = [watcher.stdout.readline() for _ in range(2)]
         line = next(x for x in lines if "indicator" in x)
         assert "SECRET REL TO GBR, KOR" in line and "Relay address seen near Kursk" in line
+        # Ctrl-C says where to resume; --after that id shows nothing already seen, then what is new.
+        watcher.send_signal(signal.SIGINT)
+        rest, _ = watcher.communicate(timeout=10)
+        assert watcher.returncode == 0
+        resume = re.search(r"add --after (\S+)", rest)
+        assert resume is not None, rest
+        later = indicator([secret["id"]])
+        node.post(coll, [later])
+        again = subprocess.Popen(
+            [sys.executable, "-m", "relto", "watch", url, "--token", node.token("KOR"), "--after", resume[1]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert again.stdout is not None
+            assert f"after event {resume[1]}" in again.stdout.readline()
+            shown = again.stdout.readline()
+            assert later["id"] in shown and obj["id"] not in shown
+        finally:
+            again.terminate()
+            again.wait(5)
+            if again.stdout:
+                again.stdout.close()
     finally:
         watcher.terminate()
         watcher.wait(5)

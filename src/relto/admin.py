@@ -7,8 +7,9 @@ module needs to import the command line.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -132,26 +133,93 @@ def parse_day(text: str) -> date:
         raise InvalidValue(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
-def serve(node: Node, host: str, port: int, *, tls: tuple[Path, Path] | None = None) -> None:
+def serve(
+    node: Node,
+    host: str,
+    port: int,
+    *,
+    tls: tuple[Path, Path] | None = None,
+    access_log: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Serve the node's TAXII 2.1 API in this process until interrupted (over HTTPS with tls=(cert, key)), and
-    follow its peers."""
+    follow its peers. `on_ready` is called once the port accepts connections."""
     import uvicorn
 
     from relto.api import create_app
 
     certfile, keyfile = _tls_files(tls)
-    with following(node):
+    check_port_free(host, port)
+    config = uvicorn.Config(
+        create_app(node),
+        host=host,
+        port=port,
+        log_config=_log_config(access_log),
+        access_log=access_log,
         # Live streams never end by themselves: give them two seconds on shutdown (clients resume elsewhere).
-        uvicorn.run(
-            create_app(node),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-            ssl_certfile=certfile,
-            ssl_keyfile=keyfile,
-        )
+        timeout_graceful_shutdown=2,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+    )
+    with following(node):
+        _run_server(config, on_ready)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, in relto's words, a port another program holds (before anything starts)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ReltoError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; another program (maybe another relto) "
+                "holds it: stop it, or choose another port with --port"
+            ) from None
+
+
+def _log_config(access_log: bool) -> dict[str, Any]:
+    """uvicorn's logging: its own messages at WARNING, and one line per request on stderr when asked."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": "%(asctime)s %(levelname)s %(message)s"},
+            "access": {
+                "()": "uvicorn.logging.AccessFormatter",
+                "fmt": '%(asctime)s %(client_addr)s "%(request_line)s" %(status_code)s',
+                "use_colors": False,
+            },
+        },
+        "handlers": {
+            "plain": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+            "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stderr"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["plain"], "level": "WARNING", "propagate": False},
+            "uvicorn.error": {"handlers": ["plain"], "level": "WARNING", "propagate": False},
+            "uvicorn.access": {
+                "handlers": ["access"],
+                "level": "INFO" if access_log else "WARNING",
+                "propagate": False,
+            },
+        },
+    }
+
+
+def _run_server(config: Any, on_ready: Callable[[], None] | None) -> None:
+    """Run uvicorn, calling `on_ready` once its sockets accept connections (not before: a client told the URL
+    must be able to use it)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started and on_ready is not None:
+                on_ready()
+
+    Server(config).run()
 
 
 def _tls_files(tls: tuple[Path, Path] | None) -> tuple[str | None, str | None]:

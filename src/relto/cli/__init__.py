@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,8 @@ def token_list(data: Path | None, database: str | None) -> None:
     """List tokens (never their secrets)."""
     with closing(admin.open_node(data, database)) as node:
         tokens = node.store.tokens()
+    if tokens:
+        click.echo("KEY ID\tNATION\tCLEARANCE\tORGANISATION\tNAME\tSTATE\tKIND")
     for t in tokens:
         state = "revoked" if t.revoked else "active"
         flags = ",".join(f for f, on in (("admin", t.admin), ("read-only", not t.can_write and not t.kind)) if on)
@@ -267,6 +271,12 @@ def community_leave(data: Path | None, database: str | None, name: str, nation: 
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The certificate's private key (PEM).",
 )
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="One line per request on stderr (never tokens: they travel in headers).",
+)
 def serve(
     data: Path | None,
     database: str | None,
@@ -275,6 +285,7 @@ def serve(
     workers: int,
     tls_cert: Path | None,
     tls_key: Path | None,
+    access_log: bool,
 ) -> None:
     """Serve the node's TAXII 2.1 API.
 
@@ -283,13 +294,39 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together: give both (relto tls create writes them)")
     pair = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
+    base = f"{'https' if pair else 'http'}://{host}:{port}/"
     with closing(admin.open_node(data, database)) as node:
         node.purge_statuses()
         if workers == 1:
-            admin.serve(node, host, port, tls=pair)
+
+            def ready() -> None:
+                err(f"relto: {node.info.nation}'s node is ready on {base} (TAXII 2.1: {base}taxii2/); Ctrl-C stops")
+
+            with _stopping():
+                admin.serve(node, host, port, tls=pair, access_log=access_log, on_ready=ready)
             return
-    err(f"relto: {workers} worker processes on {'https' if pair else 'http'}://{host}:{port}/taxii2/")
-    admin.serve_workers(data, database, host, port, workers, tls=pair)
+    admin.check_port_free(host, port)
+    err(f"relto: {workers} worker processes on {base} (TAXII 2.1: {base}taxii2/); Ctrl-C stops")
+    with _stopping():
+        admin.serve_workers(data, database, host, port, workers, tls=pair)
+
+
+@contextmanager
+def _stopping() -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the server cleanly: a last line, exit status 0 (uvicorn passes the signal on once
+    it has shut down)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err("relto: stopped")
 
 
 @main.command()

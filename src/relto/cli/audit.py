@@ -103,7 +103,8 @@ def audit_show(
 ) -> None:
     """List decision records, oldest first: the newest LIMIT that match, or with --after the first LIMIT after SEQ.
 
-    A line: seq, time (UTC), nation, token key id, path, collection, number of items and the first ids.
+    A header line, then one line per record: seq, time (UTC), nation, token key id, path, collection, number of
+    items and the first ids.
     """
     from relto.decisions import as_json as record_json
     from relto.decisions import describe
@@ -126,5 +127,7 @@ def audit_show(
         key_ids = {t.id: t.key_id for t in node.store.tokens()}
     finally:
         node.close()
+    if records and not as_json:
+        click.echo("SEQ\tTIME (UTC)\tNATION\tTOKEN\tPATH\tCOLLECTION\tITEMS")
     for record in records:
         click.echo(orjson.dumps(record_json(record, key_ids)).decode() if as_json else describe(record, key_ids))
