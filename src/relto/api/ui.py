@@ -43,7 +43,7 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-PUBLIC_STATIC = frozenset({"ui.css"})  # what the sign-in page needs; every other file needs a session
+PUBLIC_STATIC = frozenset({"ui.css", "favicon.svg"})  # what the sign-in page needs; every other file needs a session
 WINDOW_WRITES = 5000  # the feed looks at the versions among the node's last this many writes
 WINDOW_ITEMS = 500  # and keeps the newest this many of them
 _MAX_FORM = 16 * 1024

@@ -66,6 +66,8 @@ async function start() {
     route();
   });
   document.getElementById("logout").addEventListener("click", async () => {
+    if (cleanup) cleanup(); // close the live stream first: it would only be refused once signed out
+    cleanup = null;
     await fetch("/ui/logout", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
     window.location.assign("/");
   });
