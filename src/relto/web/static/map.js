@@ -9,15 +9,34 @@ export async function worldLayer() {
     const answer = await fetch("/ui/static/vendor/world-atlas/countries-110m.json", { credentials: "same-origin" });
     const topo = await answer.json();
     world = window.topojson.feature(topo, topo.objects.countries);
+    world.features = world.features.filter((f) => f.properties.name !== "Antarctica");
+    for (const f of world.features) unwrap(f.geometry);
   }
   return window.L.geoJSON(world, {
+    pane: "world",
     style: { color: "#7a8794", weight: 0.6, fillColor: "#f4f1e8", fillOpacity: 1 },
     interactive: false,
   });
 }
 
+// Rings that cross the antimeridian jump by ~360 degrees from one point to the next: make them continuous,
+// or Leaflet draws a band across the whole map.
+function unwrap(geometry) {
+  const polygons = geometry.type === "Polygon" ? [geometry.coordinates] : geometry.coordinates;
+  for (const polygon of polygons) {
+    for (const ring of polygon) {
+      for (let i = 1; i < ring.length; i++) {
+        const jump = ring[i][0] - ring[i - 1][0];
+        if (jump > 180) ring[i][0] -= 360;
+        else if (jump < -180) ring[i][0] += 360;
+      }
+    }
+  }
+}
+
 export function baseMap(element) {
   const map = window.L.map(element, { worldCopyJump: true, minZoom: 1, maxZoom: 10, attributionControl: false });
+  map.createPane("world"); // below the markers' pane, whenever the outline arrives
   map.setView([30, 15], 2);
   worldLayer().then((layer) => layer.addTo(map));
   return map;
