@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from relto import admin
+from relto import operations as admin
 from relto.decisions import all_decisions, as_json
 from relto.domain.audit import verify
 from relto.domain.errors import Forbidden, InvalidRequest, ReltoError
