@@ -61,7 +61,12 @@ def parse_draft(doc: Any) -> tuple[str, MarkRequest, str]:
         mark["tlp"] = doc["tlp"]
     tearline = doc.get("tearline")
     if tearline:
-        mark["fields"] = {TEXT_FIELD.get(kind, "description"): tearline}
+        text = TEXT_FIELD.get(kind, "description")
+        if text not in objects[0]:
+            raise InvalidRequest(
+                "the tearline marks the description, and there is none: write one, or drop the tearline"
+            )
+        mark["fields"] = {text: tearline}
     return collection, parse_mark_request(mark), str(objects[0]["id"])
 
 
