@@ -11,21 +11,22 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-from relto.domain.communities import Community, Membership, check_community_name, default_communities
-from relto.domain.errors import InvalidValue, ReltoError
+from relto.domain.communities import default_communities
+from relto.domain.errors import ReltoError
 from relto.domain.levels import Ladder
-from relto.domain.parties import check_nation
-from relto.domain.timestamps import now_micros
-from relto.domain.tokens import make_token
 from relto.federation.tls import check_server_files
 from relto.node import Node
+from relto.operations import issue_token as issue_token
+from relto.operations import join_community as join_community
+from relto.operations import leave_community as leave_community
+from relto.operations import parse_day as parse_day
+from relto.operations import revoke_token as revoke_token
 from relto.settings import Settings
 from relto.store import Store, open_store
-from relto.store.base import NodeInfo, TokenRecord
+from relto.store.base import NodeInfo
 
 PRIVATE_UMASK = 0o077
 
@@ -58,79 +59,6 @@ def create_node(data: Path | None, database: str | None, *, nation: str, title: 
         return issue_token(store, nation=nation, clearance=ladder.levels[-1], organisation="", name="admin", admin=True)
     finally:
         store.close()
-
-
-def issue_token(
-    store: Store,
-    *,
-    nation: str,
-    clearance: str,
-    organisation: str,
-    name: str,
-    admin: bool = False,
-    can_write: bool = True,
-    kind: str = "",
-    relay_for: str = "",
-) -> str:
-    """Store a new token's hash and return the token (the only time its secret exists in the clear).
-
-    `kind` "peer" makes another node's token reading what `nation` may receive; "relay" a hub's, reading what
-    any of `relay_for` may (docs/federation.md). Node tokens read and never publish."""
-    new = make_token()
-    store.add_token(
-        TokenRecord(
-            id=0,
-            key_id=new.key_id,
-            secret_hash=new.secret_hash,
-            nation=nation,
-            organisation=organisation,
-            name=name,
-            clearance=clearance,
-            admin=admin and not kind,
-            can_write=can_write and not kind,
-            created=now_micros(),
-            revoked=None,
-            kind=kind,
-            relay_for=relay_for,
-        )
-    )
-    return new.value
-
-
-def revoke_token(store: Store, key_id: str) -> None:
-    """Revoke the active token with this key id."""
-    if not store.revoke_token(key_id, now_micros()):
-        raise ReltoError(f"no active token with key id {key_id!r}")
-
-
-def join_community(node: Node, name: str, nation: str, day: date, description: str | None = None) -> None:
-    """Make `nation` a member of community `name` from `day`, creating the community if new."""
-    name, nation = check_community_name(name), check_nation(nation)
-    current = {c.name: c for c in node.store.communities()}.get(name, Community(name, description or ""))
-    if current.has_member(nation, day):
-        raise ReltoError(f"{nation} is already a member of {name} on {day}")
-    spells = (*current.members, Membership(nation, day))
-    node.put_community(Community(name, description or current.description, spells))
-
-
-def leave_community(node: Node, name: str, nation: str, day: date) -> None:
-    """End `nation`'s open membership of community `name` on `day` (its history is kept)."""
-    name, nation = check_community_name(name), check_nation(nation)
-    found = {c.name: c for c in node.store.communities()}.get(name)
-    if found is None or not any(m.nation == nation and m.until is None for m in found.members):
-        raise ReltoError(f"{nation} has no open membership of {name}")
-    spells = tuple(
-        Membership(m.nation, m.since, day) if m.nation == nation and m.until is None else m for m in found.members
-    )
-    node.put_community(Community(found.name, found.description, spells))
-
-
-def parse_day(text: str) -> date:
-    """A YYYY-MM-DD date given by the operator."""
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidValue(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def serve(

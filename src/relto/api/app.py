@@ -25,6 +25,7 @@ from relto.api.errors import error_response, handle_relto_error
 from relto.api.federation import add_federation_routes
 from relto.api.marking import parse_mark_request
 from relto.api.sse import EventStream
+from relto.api.ui import add_ui_routes
 from relto.domain.communities import membership_index
 from relto.domain.errors import InvalidEnvelope, InvalidRequest, MalformedJSON, PayloadTooLarge, ReltoError
 from relto.domain.markings import relto_extension_definition, relto_identity
@@ -155,6 +156,7 @@ def create_app(node: Node) -> FastAPI:
         return register
 
     add_federation_routes(app, node, feeds)
+    add_ui_routes(app, node, feeds)
 
     @get("/taxii2/")
     def discovery(request: Request) -> Response:

@@ -27,6 +27,7 @@ from relto.domain.markings import MarkingSet
 from relto.domain.parties import Party, check_nation
 from relto.domain.timestamps import now_micros
 from relto.node.authenticator import Authenticator
+from relto.node.drafts import cut_draft, today_members
 from relto.node.federation import Federation
 from relto.node.markings import MarkingResolver
 from relto.node.policy import PolicyView
@@ -380,6 +381,26 @@ class Node:
         if cut != page.bodies[0]:
             doc["note"] = "parts of the version released to this nation are above your own view and are left out"
         return doc
+
+    def preview_draft(
+        self, requester: Party, objects: Sequence[dict[str, Any]], nation: str, clearance: str | None = None
+    ) -> list[dict[str, Any] | None]:
+        """What a party of `nation` with `clearance` (default: the top level) would receive of a marked draft
+        that `requester` may publish: each non-definition object as released, or None when withheld.
+
+        Nothing is stored (no marking set either); recorded in the decision log as "preview.draft".
+        """
+        if not requester.can_write:
+            raise Forbidden("this token may read but not publish, so it has no drafts to preview")
+        try:
+            level = self.ladder.name(self.ladder.rank(clearance)) if clearance else self.ladder.levels[-1]
+            target = Party(token_id=0, nation=check_nation(nation), clearance=self.ladder.rank(level), can_write=False)
+        except ConfigurationError as exc:
+            raise InvalidRequest(exc.message) from None
+        out = cut_draft(self.releaser, requester, target, objects, self.ladder, today_members(self.communities()))
+        drafts = [o for o in objects if o.get("type") != "marking-definition"]
+        self.record(requester, "preview.draft", "", [(str(o.get("id")), None) for o in drafts])
+        return out
 
     # statuses -----------------------------------------------------------------------------------------
     def status(self, party: Party, status_id: str) -> bytes:
