@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from relto.domain.communities import Community, Membership, check_community_name
-from relto.domain.errors import InvalidValue, ReltoError
+from relto.domain.errors import InvalidRequest, InvalidValue, NotFound
 from relto.domain.parties import check_nation
 from relto.domain.timestamps import now_micros
 from relto.domain.tokens import make_token
@@ -58,7 +58,7 @@ def issue_token(
 def revoke_token(store: Store, key_id: str) -> None:
     """Revoke the active token with this key id."""
     if not store.revoke_token(key_id, now_micros()):
-        raise ReltoError(f"no active token with key id {key_id!r}")
+        raise NotFound(f"no active token with key id {key_id!r}")
 
 
 def join_community(node: Node, name: str, nation: str, day: date, description: str | None = None) -> None:
@@ -66,7 +66,7 @@ def join_community(node: Node, name: str, nation: str, day: date, description: s
     name, nation = check_community_name(name), check_nation(nation)
     current = {c.name: c for c in node.store.communities()}.get(name, Community(name, description or ""))
     if current.has_member(nation, day):
-        raise ReltoError(f"{nation} is already a member of {name} on {day}")
+        raise InvalidRequest(f"{nation} is already a member of {name} on {day}")
     spells = (*current.members, Membership(nation, day))
     node.put_community(Community(name, description or current.description, spells))
 
@@ -76,7 +76,7 @@ def leave_community(node: Node, name: str, nation: str, day: date) -> None:
     name, nation = check_community_name(name), check_nation(nation)
     found = {c.name: c for c in node.store.communities()}.get(name)
     if found is None or not any(m.nation == nation and m.until is None for m in found.members):
-        raise ReltoError(f"{nation} has no open membership of {name}")
+        raise NotFound(f"{nation} has no open membership of {name}")
     spells = tuple(
         Membership(m.nation, m.since, day) if m.nation == nation and m.until is None else m for m in found.members
     )

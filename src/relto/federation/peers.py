@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from relto.domain.communities import check_community_name
-from relto.domain.errors import InvalidValue, ReltoError
+from relto.domain.errors import InvalidRequest, InvalidValue, NotFound
 from relto.domain.parties import check_nation
 from relto.domain.timestamps import now_micros
 from relto.domain.tokens import split_token
@@ -61,7 +61,7 @@ def add_peer(node: Node, name: str, url: str, token: str, *, fingerprint: str = 
         fingerprint = tls.normalise_fingerprint(fingerprint)
     speaks = ",".join(parse_list(speaks_for)) if speaks_for else ""
     if node.store.peer(name) is not None:
-        raise ReltoError(f"there is already a peer named {name!r}: remove it first")
+        raise InvalidRequest(f"there is already a peer named {name!r}: remove it first")
     record = PeerRecord(
         name=name, url=url.rstrip("/"), token=token, fingerprint=fingerprint, speaks_for=speaks, created=now_micros()
     )
@@ -72,7 +72,7 @@ def add_peer(node: Node, name: str, url: str, token: str, *, fingerprint: str = 
         with client_for(record, timeout=10.0) as client:
             who = checked_json(client.get(INFO), record.url)
         if who.get("id") == node.info.node_id:
-            raise ReltoError(f"{url} is this node itself: a node cannot follow itself")
+            raise InvalidRequest(f"{url} is this node itself: a node cannot follow itself")
         record = PeerRecord(
             **{**record.__dict__, "remote_node": str(who.get("id", "")), "remote_nation": str(who.get("nation", ""))}
         )
@@ -85,7 +85,7 @@ def add_peer(node: Node, name: str, url: str, token: str, *, fingerprint: str = 
 def remove_peer(node: Node, name: str) -> None:
     """Stop following a peer (what it sent stays)."""
     if not node.store.remove_peer(name):
-        raise ReltoError(f"no peer named {name!r} (see `relto peer list`)")
+        raise NotFound(f"no peer named {name!r} (see `relto peer list`)")
 
 
 def peer_view(peer: PeerRecord, now: int | None = None) -> dict[str, Any]:
