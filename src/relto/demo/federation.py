@@ -1,0 +1,123 @@
+"""`relto demo --federation`: a coalition hub (BEL) and national nodes (GBR, USA, KOR), each with its own data
+folder and port, linked as docs/federation.md describes; every nation publishes on its own node (UKR and JPN,
+which run no node here, on the hub).
+
+Links: each national node issues the hub a relay token (for NATO, IP4, UKR and COALITION) and the hub follows it;
+the hub issues each national node a peer token and the node follows the hub, trusting it for NATO, IP4 and UKR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relto.admin import issue_token
+from relto.demo import coalition
+from relto.demo.serving import Served, start
+from relto.federation.peers import add_peer, remove_peer
+from relto.node import Node
+from relto.store.base import CollectionRecord
+
+HUB = "BEL"
+NATIONAL = ("GBR", "USA", "KOR")
+RELAY_FOR = "NATO,IP4,UKR,COALITION"
+SPEAKS_FOR = "NATO,IP4,UKR"
+HUB_USERS = ("UKR", "JPN", "KOR", "GBR")  # analysts signing in at the hub (UKR and JPN publish there)
+
+
+@dataclass
+class Federated:
+    """The hub and the national nodes, served; tokens[node name][nation or "operator"]."""
+
+    hub: Served
+    nodes: dict[str, Served]
+    collection_id: str
+    tokens: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def served(self) -> list[tuple[str, Served]]:
+        """(name, node) for the hub then each national node."""
+        return [(HUB, self.hub), *self.nodes.items()]
+
+    def _home(self, nation: str) -> tuple[Node, str]:
+        served = self.nodes.get(nation, self.hub)
+        return served.node, self.tokens[nation if nation in self.nodes else HUB][nation]
+
+    def publish(self, nation: str, objects: list[Any]) -> None:
+        """Publish on the nation's own node (on the hub for nations without one)."""
+        node, token = self._home(nation)
+        coalition.publish(node, token, self.collection_id, objects)
+
+    def join(self, nation: str, community: str) -> int:
+        """`nation` joins on every node; its node follows the hub afresh, so the backfill arrives there too.
+
+        The federation feed is read by cursor: a membership added later does not send again what the nation's
+        node has already read past, so the approval issues it a new peer token and its node re-follows the hub
+        (as `relto peer remove` + `relto peer add` would). Returns how many more items it sees on the hub."""
+        hub_token = self.tokens[HUB][nation]
+        before = coalition.visible(self.hub.node, hub_token, self.collection_id)
+        for _, served in self.served():
+            coalition.join(served.node, nation, community)
+        if nation in self.nodes:
+            self._refollow(nation)
+        return coalition.visible(self.hub.node, hub_token, self.collection_id) - before
+
+    def leave(self, nation: str, community: str) -> bool:
+        """`nation` leaves on every node."""
+        return any([coalition.leave(s.node, nation, community) for _, s in self.served()])
+
+    def ladder_levels(self) -> tuple[str, ...]:
+        """The nodes' ladder."""
+        return self.hub.node.ladder.levels
+
+    def _refollow(self, nation: str) -> None:
+        served = self.nodes[nation]
+        remove_peer(served.node, "hub")
+        token = issue_token(
+            self.hub.node.store, nation=nation, clearance="SECRET", organisation="", name=nation.lower(), kind="peer"
+        )
+        add_peer(served.node, "hub", self.hub.url, token, speaks_for=SPEAKS_FOR)
+
+    def stop(self) -> None:
+        """Stop every node (national nodes first)."""
+        for served in [*self.nodes.values(), self.hub]:
+            served.stop()
+
+
+def build(root: Path, host: str, port: int, story: dict[str, Any]) -> Federated:
+    """Create, serve and link the hub (on `port`, or any free one) and the national nodes (on free ports)."""
+    collection: CollectionRecord = coalition.collection_record()
+    hub_node = coalition.make_node(root / "hub", HUB, f"relto demo: coalition hub ({HUB})", collection, story)
+    hub = start(hub_node, host, port)
+    fed = Federated(hub, {}, collection.id)
+    try:
+        fed.tokens[HUB] = {"operator": coalition.operator_token(hub_node)}
+        fed.tokens[HUB].update({n: coalition.analyst_token(hub_node, n) for n in HUB_USERS})
+        for nation in NATIONAL:
+            node = coalition.make_node(
+                root / nation.lower(), nation, f"relto demo: {nation} national node", collection, story
+            )
+            served = start(node, host, 0)
+            fed.nodes[nation] = served
+            fed.tokens[nation] = {
+                "operator": coalition.operator_token(node),
+                nation: coalition.analyst_token(node, nation),
+            }
+            relay = issue_token(
+                node.store,
+                nation=HUB,
+                clearance="SECRET",
+                organisation="",
+                name="hub",
+                kind="relay",
+                relay_for=RELAY_FOR,
+            )
+            add_peer(hub_node, nation.lower(), served.url, relay)
+            peer = issue_token(
+                hub_node.store, nation=nation, clearance="SECRET", organisation="", name=nation.lower(), kind="peer"
+            )
+            add_peer(node, "hub", hub.url, peer, speaks_for=SPEAKS_FOR)
+    except BaseException:
+        fed.stop()
+        raise
+    return fed
