@@ -4,6 +4,10 @@ which run no node here, on the hub).
 
 Links: each national node issues the hub a relay token (for NATO, IP4, UKR and COALITION) and the hub follows it;
 the hub issues each national node a peer token and the node follows the hub, trusting it for NATO, IP4 and UKR.
+A nation whose request to join is pending in the story (KOR) shares outwards only: its node follows the hub from
+the approval, and so receives then everything the hub already holds releasable to it (the backfill, as in the
+walk-through of docs/federation.md). The federation feed is read by cursor, so a membership added later would
+not send again what a node following all along had read past: following from the approval is what brings it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from relto.admin import issue_token
 from relto.demo import coalition
-from relto.demo.serving import Served, start
+from relto.demo.serving import Served, start, stop_all
 from relto.federation.peers import add_peer, remove_peer
 from relto.node import Node
 from relto.store.base import CollectionRecord
@@ -34,6 +38,8 @@ class Federated:
     nodes: dict[str, Served]
     collection_id: str
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
+    following: dict[str, str] = field(default_factory=dict)  # nation -> name of its node's peer "hub"
+    rounds: dict[str, int] = field(default_factory=dict)  # nation -> times its node has followed the hub
 
     def served(self) -> list[tuple[str, Served]]:
         """(name, node) for the hub then each national node."""
@@ -49,39 +55,47 @@ class Federated:
         coalition.publish(node, token, self.collection_id, objects)
 
     def join(self, nation: str, community: str) -> int:
-        """`nation` joins on every node; its node follows the hub afresh, so the backfill arrives there too.
+        """`nation` joins on every node, and its node starts following the hub (the backfill arrives there).
 
-        The federation feed is read by cursor: a membership added later does not send again what the nation's
-        node has already read past, so the approval issues it a new peer token and its node re-follows the hub
-        (as `relto peer remove` + `relto peer add` would). Returns how many more items it sees on the hub."""
+        Returns how many more items its analyst sees on the hub."""
         hub_token = self.tokens[HUB][nation]
         before = coalition.visible(self.hub.node, hub_token, self.collection_id)
         for _, served in self.served():
             coalition.join(served.node, nation, community)
         if nation in self.nodes:
-            self._refollow(nation)
+            self._follow_hub(nation)
         return coalition.visible(self.hub.node, hub_token, self.collection_id) - before
 
     def leave(self, nation: str, community: str) -> bool:
-        """`nation` leaves on every node."""
-        return any([coalition.leave(s.node, nation, community) for _, s in self.served()])
+        """`nation` leaves on every node, and its node stops following the hub (a new replay starts)."""
+        left = any([coalition.leave(s.node, nation, community) for _, s in self.served()])
+        if left and nation in self.nodes and self.following.get(nation):
+            remove_peer(self.nodes[nation].node, self.following.pop(nation))
+        return left
 
     def ladder_levels(self) -> tuple[str, ...]:
         """The nodes' ladder."""
         return self.hub.node.ladder.levels
 
-    def _refollow(self, nation: str) -> None:
-        served = self.nodes[nation]
-        remove_peer(served.node, "hub")
+    def _follow_hub(self, nation: str) -> None:
+        """The hub issues the nation's node a peer token, and the node follows the hub with it."""
+        self.rounds[nation] = self.rounds.get(nation, 0) + 1
+        # A new name on each replay: a follower thread of a removed peer may still be finishing its last poll.
+        name = "hub" if self.rounds[nation] == 1 else f"hub-{self.rounds[nation]}"
         token = issue_token(
             self.hub.node.store, nation=nation, clearance="SECRET", organisation="", name=nation.lower(), kind="peer"
         )
-        add_peer(served.node, "hub", self.hub.url, token, speaks_for=SPEAKS_FOR)
+        add_peer(self.nodes[nation].node, name, self.hub.url, token, speaks_for=SPEAKS_FOR)
+        self.following[nation] = name
 
     def stop(self) -> None:
         """Stop every node (national nodes first)."""
-        for served in [*self.nodes.values(), self.hub]:
-            served.stop()
+        stop_all([*self.nodes.values(), self.hub])
+
+
+def pending(story: dict[str, Any]) -> set[str]:
+    """The nations that join a community during the story."""
+    return {e["nation"] for e in story["events"] if e["kind"] == "join"}
 
 
 def build(root: Path, host: str, port: int, story: dict[str, Any]) -> Federated:
@@ -113,10 +127,8 @@ def build(root: Path, host: str, port: int, story: dict[str, Any]) -> Federated:
                 relay_for=RELAY_FOR,
             )
             add_peer(hub_node, nation.lower(), served.url, relay)
-            peer = issue_token(
-                hub_node.store, nation=nation, clearance="SECRET", organisation="", name=nation.lower(), kind="peer"
-            )
-            add_peer(node, "hub", hub.url, peer, speaks_for=SPEAKS_FOR)
+            if nation not in pending(story):
+                fed._follow_hub(nation)
     except BaseException:
         fed.stop()
         raise

@@ -8,6 +8,7 @@ nodes and removes its temporary folder, and exits 0.
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import threading
@@ -34,10 +35,22 @@ class Served:
 
     def stop(self) -> None:
         """Stop following, stop serving (live streams get two seconds), close the node."""
-        self.syncer.stop()
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.node.close()
+        stop_all([self])
+
+
+def stop_all(served: list[Served]) -> None:
+    """Stop nodes together: followers first, then every server at once, then close the nodes."""
+    # Long polls and live streams still open are cancelled at shutdown; uvicorn logs each as an error, and a
+    # follower's poll cut short logs a 500. Expected when stopping, so not shown.
+    for name in ("uvicorn.error", "relto.federation"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for s in served:
+        s.syncer.stop()
+    for s in served:
+        s.server.should_exit = True
+    for s in served:
+        s.thread.join(timeout=10)
+        s.node.close()
 
 
 def _listen(host: str, port: int) -> socket.socket:
