@@ -17,7 +17,7 @@ from pathlib import Path
 
 from relto.demo import coalition, scenario
 from relto.demo.replay import Replayer, Stage, clock
-from relto.demo.serving import Served, start, wait_for_stop
+from relto.demo.serving import Served, start, stopped_by_signals, wait_for_stop
 
 NATIONS = ("GBR", "USA", "KOR", "UKR", "JPN")
 
@@ -48,15 +48,16 @@ def run_demo(
 ) -> None:
     """Build the demo, print how to use it, replay the story while serving, and stop cleanly on Ctrl-C or
     SIGTERM (removing the throwaway folder)."""
-    where = data or Path(tempfile.mkdtemp(prefix="relto-demo-"))
-    try:
-        if federation:
-            _run_federation(where, host, port, speed=speed, loop=loop, replay=replay, kept=data is not None)
-        else:
-            _run_one(where, host, port, speed=speed, loop=loop, replay=replay, kept=data is not None)
-    finally:
-        if data is None:
-            shutil.rmtree(where, ignore_errors=True)
+    with stopped_by_signals():
+        where = data or Path(tempfile.mkdtemp(prefix="relto-demo-"))
+        try:
+            run = _run_federation if federation else _run_one
+            run(where, host, port, speed=speed, loop=loop, replay=replay, kept=data is not None)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C or SIGTERM: the normal way to end the demo
+        finally:
+            if data is None:
+                shutil.rmtree(where, ignore_errors=True)
 
 
 def _intro(story: dict[str, object]) -> None:

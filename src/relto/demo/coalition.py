@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from relto.admin import issue_token, join_community, leave_community
+from relto.admin import issue_token, join_community
 from relto.demo import scenario
 from relto.domain.communities import Community, Membership, default_communities
 from relto.domain.errors import ReltoError
@@ -104,11 +104,12 @@ def join(node: Node, nation: str, community: str) -> None:
 
 
 def leave(node: Node, nation: str, community: str) -> bool:
-    """`nation` leaves `community` on this node today; False when it was no member."""
-    try:
-        leave_community(node, community, nation, today())
-    except ReltoError:
+    """Undo `nation`'s membership of `community` on this node, history included (a replay starts the story
+    again; two spells may not start on the same day); False when it was no member."""
+    found = {c.name: c for c in node.communities()}.get(community)
+    if found is None or not any(m.nation == nation for m in found.members):
         return False
+    node.put_community(Community(found.name, found.description, tuple(m for m in found.members if m.nation != nation)))
     return True
 
 

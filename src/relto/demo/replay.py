@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from relto.demo import scenario
-from relto.domain.errors import ReltoError
 
 
 class Stage(Protocol):
@@ -65,7 +64,9 @@ class Replayer:
                 self.say(f"\n--- replay {round_}: the story again, with fresh ids ---")
                 for event in story["events"]:
                     if event["kind"] == "join" and self.stage.leave(event["nation"], event["community"]):
-                        self.say(f"operator resets: {event['nation']} leaves {event['community']} (for the replay)")
+                        self.say(
+                            f"operator resets: {event['nation']} is outside {event['community']} again (for the replay)"
+                        )
             began = time.monotonic()
             for event in scenario.events(story):
                 delay = began + event.at / self.speed - time.monotonic() if self.replay else 0.0
@@ -91,5 +92,5 @@ class Replayer:
                 self.say(f"       {event.publisher} joins: {n} items now releasable to {event.publisher}")
             else:
                 self.say(f"{at} {event.say}")
-        except ReltoError as exc:
+        except Exception as exc:  # a demo keeps going: say what failed, play the next event
             self.say(f"{at} (demo step failed: {exc})")

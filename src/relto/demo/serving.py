@@ -13,6 +13,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
@@ -90,17 +92,28 @@ def start(node: Node, host: str, port: int) -> Served:
     return Served(node, f"http://{shown}:{actual}/", server, thread, syncer, port)
 
 
-def wait_for_stop() -> None:
-    """Block until Ctrl-C or SIGTERM (the handlers are put back afterwards)."""
-    stop = threading.Event()
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """In the block, Ctrl-C or SIGTERM raises KeyboardInterrupt in the main thread, once: further signals are
+    ignored while the demo cleans up (then the previous handlers are put back)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
-        while not stop.wait(0.5):
-            pass
+        yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def wait_for_stop() -> None:
+    """Block until Ctrl-C or SIGTERM (inside `stopped_by_signals`)."""
+    while True:
+        time.sleep(3600)
