@@ -169,3 +169,14 @@ def test_federation_converges_on_kors_node() -> None:
         assert not named(seen, AIRLIFT)
         assert d.stop(signal.SIGTERM) == 0
         assert not folder.exists()
+
+
+def test_loop_replays_the_story_with_fresh_ids_and_the_backfill_again() -> None:
+    with demo("--speed", "60", "--loop") as d:
+        url = d.wait_for(r"^Collection:\s+(\S+)$").group(1)
+        gbr = re.search(r"^\s+GBR\s+SECRET\s+token: (\S+)$", d.text, re.M)
+        assert gbr
+        d.wait_for(r"KOR joins: \d+ items(?s:.*)KOR joins: \d+ items", timeout=20)
+        assert "replay 2" in d.text
+        assert len(named(objects(url, gbr.group(1)), SEALIFT)) >= 2  # each replay publishes new objects
+        assert d.stop(signal.SIGINT) == 0
