@@ -12,7 +12,6 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from relto.demo import coalition, scenario
@@ -95,11 +94,10 @@ def _join_at() -> float:
     return next(float(e["at"]) for e in scenario.load()["events"] if e["kind"] == "join")
 
 
-def _tokens(tokens: dict[str, str], show: Callable[[str], str] = lambda n: n) -> None:
+def _tokens(tokens: dict[str, str]) -> None:
     for nation, value in tokens.items():
-        if nation == "operator":
-            continue
-        say(f"  {show(nation):<5} SECRET  token: {value}")
+        if nation != "operator":
+            say(f"  {nation:<5} SECRET  token: {value}")
 
 
 def _run_one(where: Path, host: str, port: int, *, speed: float, loop: bool, replay: bool, kept: bool) -> None:

@@ -64,7 +64,7 @@ class Federated:
         for _, served in self.served():
             coalition.join(served.node, nation, community)
         if nation in self.nodes:
-            self._follow_hub(nation)
+            self.follow_hub(nation)
         return coalition.visible(self.hub.node, hub_token, self.collection_id) - before
 
     def leave(self, nation: str, community: str) -> bool:
@@ -78,7 +78,7 @@ class Federated:
         """The nodes' ladder."""
         return self.hub.node.ladder.levels
 
-    def _follow_hub(self, nation: str) -> None:
+    def follow_hub(self, nation: str) -> None:
         """The hub issues the nation's node a peer token, and the node follows the hub with it."""
         self.rounds[nation] = self.rounds.get(nation, 0) + 1
         # A new name on each replay: a follower thread of a removed peer may still be finishing its last poll.
@@ -135,7 +135,7 @@ def build(root: Path, host: str, port: int, story: dict[str, Any]) -> Federated:
             )
             add_peer(hub_node, nation.lower(), served.url, relay)
             if nation not in pending(story):
-                fed._follow_hub(nation)
+                fed.follow_hub(nation)
     except BaseException:
         fed.stop()
         raise

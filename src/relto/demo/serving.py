@@ -116,4 +116,5 @@ def stopped_by_signals() -> Iterator[None]:
 def wait_for_stop() -> None:
     """Block until Ctrl-C or SIGTERM (inside `stopped_by_signals`)."""
     while True:
-        time.sleep(3600)
+        # Short sleeps: a signal delivered to another thread is handled when the main thread next runs.
+        time.sleep(0.5)
