@@ -387,14 +387,33 @@ def preview(
     "--data",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Keep the demo node here instead of a throwaway directory.",
+    help="Keep the demo node(s) here instead of a throwaway directory.",
 )
-def demo(host: str, port: int, data: Path | None) -> None:
-    """Start a throwaway demo node: a small coalition, sample intelligence, tokens printed; Ctrl-C stops."""
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Replay the story this many times faster.",
+)
+@click.option("--loop", is_flag=True, help="When the story ends, replay it again with fresh ids.")
+@click.option("--no-replay", is_flag=True, help="Publish the whole story at once instead of in real time.")
+@click.option(
+    "--federation",
+    is_flag=True,
+    help="Run a coalition hub (BEL) and national nodes (GBR, USA, KOR) on their own ports, linked.",
+)
+def demo(host: str, port: int, data: Path | None, speed: float, loop: bool, no_replay: bool, federation: bool) -> None:
+    """Start a throwaway demo: a coalition, a fictional story replayed in real time, tokens printed.
+
+    The story (docs/demo.md) lasts about two minutes: KOR reports North Korean troop movements to Russia, its
+    request to join the coalition's sharing is approved (and what was releasable to the coalition becomes
+    visible to it), a GBR report carries a tearline. Ctrl-C or SIGTERM stops and deletes the throwaway folder.
+    """
     from relto.demo import run_demo
 
     os.umask(admin.PRIVATE_UMASK)
-    run_demo(host=host, port=port, data=data)
+    run_demo(host=host, port=port, data=data, speed=speed, loop=loop, replay=not no_replay, federation=federation)
 
 
 main.add_command(mark)

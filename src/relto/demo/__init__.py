@@ -1,122 +1,158 @@
-"""`relto demo`: a throwaway node with a small coalition and fictional sample intelligence."""
+"""`relto demo`: a throwaway coalition node (or a small federation of them) replaying a fictional story set
+on the public facts of October 2024 (docs/demo.md).
+
+The parts: scenario.py (the story as timed events with fresh ids), replay.py (the thread that publishes them),
+coalition.py (building a node, and the story on one hub), federation.py (a hub and national nodes, linked),
+serving.py (in-process servers that stop together on Ctrl-C or SIGTERM).
+"""
 
 from __future__ import annotations
 
-import socket
+import shlex
+import shutil
+import sys
 import tempfile
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import orjson
+from relto.demo import coalition, scenario
+from relto.demo.replay import Replayer, Stage, clock
+from relto.demo.serving import Served, start, stopped_by_signals, wait_for_stop
 
-from relto.admin import issue_token, serve
-from relto.domain.communities import default_communities
-from relto.domain.tearline import mark_objects
-from relto.node import Node
-from relto.settings import Settings
-from relto.store import open_store
-from relto.store.base import NodeInfo
-from relto.taxii.filters import Filters
-
-NATIONS = ("GBR", "USA", "KOR", "UKR")
+NATIONS = ("GBR", "USA", "KOR", "UKR", "JPN")
 
 
-def sample_items() -> list[dict[str, Any]]:
-    """The fictional demo intelligence shipped with the package."""
-    raw = resources.files("relto.demo").joinpath("intel.json").read_bytes()
-    items: list[dict[str, Any]] = orjson.loads(raw)["items"]
-    return items
+def relto_command() -> str:
+    """How to run this same relto from any shell: the running executable's absolute path."""
+    argv0 = sys.argv[0]
+    if argv0.endswith(".py") or not argv0:  # python -m relto
+        return f"{shlex.quote(sys.executable)} -m relto"
+    found = shutil.which(argv0) or argv0
+    return shlex.quote(str(Path(found).absolute()))
 
 
-def seed(node: Node, tokens: dict[str, str], collection_id: str) -> int:
-    """Publish every sample item as its nation, with its markings; return how many were stored."""
-    stored = 0
-    for item in sample_items():
-        marking = item["marking"]
-        fields = {s: (f["classification"], f["rel_to"]) for s, f in marking.get("fields", {}).items()}
-        marked = mark_objects(
-            [item["object"]],
-            classification=marking["classification"],
-            rel_to=marking["rel_to"],
-            tlp=marking.get("tlp"),
-            fields=fields,
-            ladder=node.ladder,
-        )
-        party = node.authenticate(tokens[item["publisher"]])
-        status = node.publish(party, collection_id, marked.envelope()["objects"])
-        if status["failure_count"]:
-            raise RuntimeError(f"demo data failed to load: {status['failures']}")
-        stored += 1
-    return stored
+def say(line: str = "") -> None:
+    """Print a line now (the demo's output is read live, often through a pipe)."""
+    print(line, flush=True)
 
 
-def build(data: Path) -> tuple[Node, dict[str, str], str]:
-    """Create the demo node in `data`: GBR hub, one token per nation, one collection, sample data."""
-    store = open_store(data=data)
-    info = NodeInfo(
-        node_id="demo",
-        nation="GBR",
-        levels=("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET", "TOP SECRET"),
-        title="relto demo: coalition hub",
-    )
-    store.initialise(info, default_communities())
-    tokens = {
-        n: issue_token(store, nation=n, clearance="SECRET", organisation=f"{n} analysts (demo)", name=f"{n} analyst")
-        for n in NATIONS
-    }
-    node = Node(store, Settings.from_env())
-    coll = node.add_collection("Coalition intelligence (demo)", "Fictional demo data: North Korean forces, 2024")
-    seed(node, tokens, coll.id)
-    return node, tokens, coll.id
-
-
-def _free_port(host: str, wanted: int) -> int:
-    with socket.socket() as s:
+def run_demo(
+    *,
+    host: str,
+    port: int,
+    data: Path | None,
+    speed: float = 1.0,
+    loop: bool = False,
+    replay: bool = True,
+    federation: bool = False,
+) -> None:
+    """Build the demo, print how to use it, replay the story while serving, and stop cleanly on Ctrl-C or
+    SIGTERM (removing the throwaway folder)."""
+    with stopped_by_signals():
+        where = data or Path(tempfile.mkdtemp(prefix="relto-demo-"))
         try:
-            s.bind((host, wanted))
-        except OSError:
-            s.bind((host, 0))
-        return int(s.getsockname()[1])
+            run = _run_federation if federation else _run_one
+            run(where, host, port, speed=speed, loop=loop, replay=replay, kept=data is not None)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C or SIGTERM: the normal way to end the demo
+        finally:
+            if data is None:
+                shutil.rmtree(where, ignore_errors=True)
 
 
-def run_demo(*, host: str, port: int, data: Path | None) -> None:
-    """Build the demo node, print how to use it, and serve it until Ctrl-C."""
-    with tempfile.TemporaryDirectory(prefix="relto-demo-") as tmp:
-        where = data or Path(tmp)
-        node, tokens, coll = build(where)
-        actual = _free_port(host, port)
-        base = f"http://{host}:{actual}"
-        everything = Filters(limit=10_000)
-        total = len(sample_items())
-        say = print
-        say("relto demo: a coalition hub run by GBR, with fictional intelligence on North Korean forces (2024).")
-        say("Each nation's token sees only what is releasable to it:\n")
-        for nation, value in tokens.items():
-            rows = node.read(node.authenticate(value), coll, everything).rows
-            seen = sum(1 for r in rows if r.type != "marking-definition")
-            say(f"  {nation}  SECRET  sees {seen:>2} of {total} reports, indicators, ...   token: {value}")
-        if port and actual != port:
-            say(f"\nPort {port} is busy; using {actual}.")
-        say(f"\nTAXII discovery:  {base}/taxii2/")
-        say(f"Collection:       {base}/api/collections/{coll}/")
-        say("\nTry it (each nation gets a different answer):")
-        say(
-            f"  curl -s -H 'Accept: application/taxii+json;version=2.1' -H 'Authorization: Bearer {tokens['KOR']}' "
-            f"{base}/api/collections/{coll}/objects/ | python3 -m json.tool"
-        )
-        say(
-            f"  python3 -c \"from taxii2client.v21 import Collection; c = Collection('{base}/api/collections/"
-            f"{coll}/', user='ukr', password='{tokens['UKR']}'); print(len(c.get_objects()['objects']))\""
-        )
-        tearline = next(i["object"] for i in sample_items() if i["marking"].get("fields"))
-        say(f"\nA tearline: GBR's report {tearline['name']!r} is releasable to NATO, IP4 and UKR,")
-        say("but its x_source_detail field is SECRET REL GBR. Preview what KOR receives (GBR's token):")
-        say(
-            f"  curl -s -H 'Authorization: Bearer {tokens['GBR']}' "
-            f"'{base}/api/collections/{coll}/objects/{tearline['id']}/preview/?nation=KOR' | python3 -m json.tool"
-        )
-        say("\nWatch live (each nation sees its own share, as it is published):")
-        say(f"  relto watch {base}/api/collections/{coll}/ --from-start --token {tokens['UKR']}")
-        say(f"\nData directory: {where} ({'kept' if data else 'deleted on exit'}). Ctrl-C stops.", flush=True)
-        serve(node, host, actual)
+def _intro(story: dict[str, object]) -> None:
+    say("relto demo: a coalition intelligence-sharing node replaying a story set in October 2024:")
+    say("North Korean troops move to Russia, and KOR's request to join the coalition's sharing is approved.")
+    say("The dates and places are public facts; every item is FICTIONAL SCENARIO DATA (label fictional-demo).")
+
+
+def _story_note(join_at: float, speed: float, replay: bool, loop: bool) -> None:
+    events = scenario.load()["events"]
+    length = max(e["at"] for e in events)
+    pace = "all at once (--no-replay)" if not replay else f"over {length / speed:.0f} s (speed x{speed:g})"
+    say(f"\nThe story: {len(events)} events {pace}{', then again (--loop)' if loop else ''}. KOR is outside")
+    say(f"COALITION until {clock(join_at)}; then everything REL TO COALITION becomes visible to KOR (the backfill).")
+
+
+def _watch_lines(collection_url: str, tokens: dict[str, str]) -> None:
+    say("\nWatch the live feed from a terminal (each nation sees its own share):")
+    for nation in ("GBR", "KOR"):
+        say(f"  {relto_command()} watch {collection_url} --from-start --token {tokens[nation]}")
+
+
+def _serve_story(stage: Stage, where: Path, kept: bool, speed: float, loop: bool, replay: bool) -> None:
+    say(f"\nData directory: {where} ({'kept' if kept else 'deleted on exit'}). Ctrl-C stops.\n")
+    replayer = Replayer(stage, say, speed=speed, loop=loop, replay=replay)
+    replayer.start()
+    try:
+        wait_for_stop()
+    finally:
+        replayer.stop()
+        say("\nrelto demo: stopping.")
+
+
+def _join_at() -> float:
+    return next(float(e["at"]) for e in scenario.load()["events"] if e["kind"] == "join")
+
+
+def _tokens(tokens: dict[str, str]) -> None:
+    for nation, value in tokens.items():
+        if nation != "operator":
+            say(f"  {nation:<5} SECRET  token: {value}")
+
+
+def _run_one(where: Path, host: str, port: int, *, speed: float, loop: bool, replay: bool, kept: bool) -> None:
+    story = scenario.load()
+    record = coalition.collection_record()
+    node = coalition.make_node(where, "BEL", "relto demo: coalition hub (BEL)", record, story)
+    stage = coalition.OneNode(node, record.id, {n: coalition.analyst_token(node, n) for n in NATIONS})
+    stage.tokens["operator"] = coalition.operator_token(node)
+    coalition.publish_identities(stage.publish, story, node.ladder)
+    served: Served = start(node, host, port)
+    try:
+        base = served.url
+        collection_url = f"{base}api/collections/{record.id}/"
+        _intro(story)
+        if port and f":{port}/" not in base:
+            say(f"\nPort {port} is busy; using {base}.")
+        say(f"\nNode (web UI):    {base}")
+        say(f"TAXII discovery:  {base}taxii2/")
+        say(f"Collection:       {collection_url}")
+        say("\nSign in with one token per nation (each sees only what is releasable to it):")
+        _tokens(stage.tokens)
+        say(f"  operator (BEL, admin)  token: {stage.tokens['operator']}")
+        say(f"\nOpen two browser windows at {base}: sign in as GBR in one and as KOR in the other,")
+        say("and watch the same feed arrive differently (a tearline, FVEY-only items, the backfill).")
+        _watch_lines(collection_url, stage.tokens)
+        _story_note(_join_at(), speed, replay, loop)
+        _serve_story(stage, where, kept, speed, loop, replay)
+    finally:
+        served.stop()
+
+
+def _run_federation(where: Path, host: str, port: int, *, speed: float, loop: bool, replay: bool, kept: bool) -> None:
+    from relto.demo import federation
+
+    story = scenario.load()
+    fed = federation.build(where, host, port, story)
+    try:
+        coalition.publish_identities(fed.publish, story, fed.hub.node.ladder)
+        _intro(story)
+        say("\nA federation: a coalition hub (BEL) and national nodes of GBR, USA and KOR, each its own node with its")
+        say("own data folder, linked as docs/federation.md describes. Each nation publishes on its own node")
+        say("(UKR and JPN on the hub); watch the same story converge on every node.")
+        for name, served in fed.served():
+            label = "hub (BEL)" if name == federation.HUB else f"{name} node"
+            say(f"\n{label:<10} {served.url}   TAXII: {served.url}taxii2/")
+            say(f"  collection: {served.url}api/collections/{fed.collection_id}/")
+            _tokens(fed.tokens[name])
+            say(f"  operator ({served.node.info.nation}, admin)  token: {fed.tokens[name]['operator']}")
+        kor = fed.nodes["KOR"].url
+        say(f"\nOpen two browser windows: GBR at {fed.nodes['GBR'].url} and KOR at {kor}.")
+        say("\nWatch the live feed from a terminal, each on its own nation's node:")
+        for nation in ("GBR", "KOR"):
+            url = f"{fed.nodes[nation].url}api/collections/{fed.collection_id}/"
+            say(f"  {relto_command()} watch {url} --from-start --token {fed.tokens[nation][nation]}")
+        _story_note(_join_at(), speed, replay, loop)
+        _serve_story(fed, where, kept, speed, loop, replay)
+    finally:
+        fed.stop()
