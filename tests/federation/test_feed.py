@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from relto.admin import issue_token
-from relto.domain.errors import Forbidden
+from relto.domain.errors import Forbidden, InvalidRequest
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import TLP_IDS, releasability_marking
 from relto.domain.parties import Party
@@ -284,3 +284,32 @@ def test_revocation_travels_and_only_the_owner_revokes(pair: Any) -> None:
     # KOR's own writers on KOR's node cannot add to GBR's object (ownership holds across nodes).
     status = down.publish(writer(down, "KOR"), col, [{**first, "modified": "2024-10-21T09:00:00.000Z"}])
     assert status["failure_count"] == 1 and "belongs to GBR" in status["failures"][0]["message"]
+
+
+def test_a_nation_joining_a_community_gets_the_backfill_over_federation(pair: Any) -> None:
+    """What a nation may read grows (it joins a community): its node receives what is already there, as a TAXII
+    read would show it, not only what is written from then on."""
+    from datetime import date
+
+    from relto.admin import join_community
+
+    up, down = pair
+    col = up.add_collection("intel").id
+    ip4 = mark("SECRET", "IP4")
+    for_ip4 = report("already there", ip4["id"])
+    up.publish(writer(up, "GBR"), col, [ip4, for_ip4])
+    party = node_party(up, "CAN")  # CAN's node: not in IP4
+    follow(up, down, party, speaks_for="GBR")
+    assert not [k for k in everything(down, col, "GBR") if k[0] == for_ip4["id"]]
+    join_community(up, "IP4", "CAN", date(2020, 1, 1))
+    later = report("written after", ip4["id"])
+    up.publish(writer(up, "GBR"), col, [later])
+    peer = follow(up, down, party, speaks_for="GBR")
+    got = {k[0] for k in everything(down, col, "GBR")}
+    assert {for_ip4["id"], later["id"]} <= got
+    # Each once: the backfill does not come round again.
+    again = follow(up, down, party, speaks_for="GBR")
+    assert again.received == peer.received
+    # A cursor that is not a federation cursor is refused, not a 500.
+    with pytest.raises(InvalidRequest):
+        up.federation.feed(party, up.cursors.seal(5, "federation"), 10)

@@ -10,8 +10,10 @@ the peer's cursor. A peer may deliver only versions of the nations it speaks for
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +84,72 @@ class Outcome:
     remote_nation: str = ""
 
 
+@dataclass(frozen=True)
+class FeedCursor:
+    """Where a node token's feed is: the sequence read up to, the marking sets it could read when it got there
+    (and the newest set then), and, while one runs, a backfill of sets it may read now and could not then.
+
+    Sealed like every cursor (nothing in it can be read or changed by the follower); the sets are kept compressed
+    (a few bytes for the usual runs of ids)."""
+
+    seq: int = 0
+    seen: frozenset[int] = frozenset()
+    seen_max: int = 0
+    backfill: tuple[int, ...] = ()
+    backfill_after: int = 0
+
+    @classmethod
+    def open(cls, cursors: Cursors, value: str | None) -> FeedCursor:
+        if not value:
+            return cls()
+        sealed = cursors.open_bytes(value, CURSOR_SCOPE)
+        try:
+            raw = orjson.loads(zlib.decompress(sealed))
+            return cls(raw["s"], frozenset(_runs_out(raw["v"])), raw["m"], tuple(_runs_out(raw["b"])), raw["a"])
+        except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise InvalidRequest("this federation cursor is from an older relto: start again without it") from None
+
+    def seal(self, cursors: Cursors) -> str:
+        doc = {
+            "s": self.seq,
+            "v": _runs_in(self.seen),
+            "m": self.seen_max,
+            "b": _runs_in(self.backfill),
+            "a": self.backfill_after,
+        }
+        return cursors.seal_bytes(zlib.compress(orjson.dumps(doc)), CURSOR_SCOPE)
+
+    def noticing(self, visible: frozenset[int], known_max: int) -> FeedCursor:
+        """This cursor, with a backfill of the sets that existed when it was made, were not readable then and are
+        now (a fresh cursor has nothing to backfill: it starts at the beginning)."""
+        if self.seq == 0:
+            return self
+        grown = {s for s in visible if s <= self.seen_max and s not in self.seen}
+        if not grown or grown <= set(self.backfill):
+            return self
+        # New reach while a backfill runs: start it again, for every set it covers (rare: a membership change).
+        return dataclasses.replace(self, backfill=tuple(sorted(grown | set(self.backfill))), backfill_after=0)
+
+    def moved(self, seq: int, visible: frozenset[int], known_max: int) -> FeedCursor:
+        """The cursor after reading up to `seq` with `visible` sets readable."""
+        return dataclasses.replace(self, seq=max(seq, self.seq), seen=visible, seen_max=max(known_max, self.seen_max))
+
+
+def _runs_in(ids: Iterable[int]) -> list[int]:
+    """Sorted ids as [start, length, start, length, ...] (marking sets are made in runs)."""
+    out: list[int] = []
+    for i in sorted(ids):
+        if out and out[-2] + out[-1] == i:
+            out[-1] += 1
+        else:
+            out += [i, 1]
+    return out
+
+
+def _runs_out(runs: list[int]) -> list[int]:
+    return [i for start, length in zip(runs[::2], runs[1::2], strict=True) for i in range(start, start + length)]
+
+
 class Host(Protocol):
     """What federation asks of the node it belongs to (the Node; named here so that this module need not
     import it back)."""
@@ -126,7 +194,10 @@ class Federation:
                 "people read TAXII collections or their live stream"
             )
         node = self.node
-        after = node.cursors.open(cursor, CURSOR_SCOPE) if cursor else 0
+        position = FeedCursor.open(node.cursors, cursor).noticing(node.visible_sets(party), node.policy.known_max_set)
+        if position.backfill:
+            return self._backfill(party, position, limit, requester, max_bytes)
+        after = position.seq
         while True:
             known = node.policy.known_max_set
             events, covered = node.store.events(None, after, limit, node.visible_sets(party), known)
@@ -136,13 +207,44 @@ class Federation:
         full = len(events) >= limit
         visible = node.visible_sets(party)
         events = [e for e in events if e.marking_set in visible]
+        out, refs, stopped = self._entries(party, events, requester, max_bytes)
+        more = (full and covered > after) or stopped is not None
+        covered = stopped if stopped is not None else covered
+        sealed = position.moved(covered, visible, node.policy.known_max_set).seal(node.cursors)
+        return self._answer(out, refs, more, sealed)
+
+    def _backfill(self, party: Party, position: FeedCursor, limit: int, requester: str, max_bytes: int) -> FeedBatch:
+        """Versions stored before the cursor in marking sets the token could not read then and may now (a nation
+        joined a community, a token's reach grew): sent before anything newer, so that a follower gets what a
+        TAXII read would now show it, not only what is written from now on. Deletions are not replayed (the
+        follower never had those versions)."""
+        node = self.node
+        visible = node.visible_sets(party)
+        sets = frozenset(position.backfill) & visible
+        events, covered = node.store.events(None, position.backfill_after, limit, sets) if sets else ([], position.seq)
+        covered = min(covered, position.seq)
+        events = [e for e in events if e.seq <= position.seq and e.body is not None]
+        out, refs, stopped = self._entries(party, events, requester, max_bytes)
+        covered = stopped if stopped is not None else covered
+        done = not sets or covered >= position.seq
+        following = dataclasses.replace(
+            position, backfill=() if done else position.backfill, backfill_after=0 if done else covered
+        )
+        sealed = following.moved(position.seq, visible, node.policy.known_max_set).seal(node.cursors)
+        return self._answer(out, refs, True, sealed)
+
+    def _entries(
+        self, party: Party, events: Sequence[Event], requester: str, max_bytes: int
+    ) -> tuple[list[dict[str, Any]], dict[str, set[bytes]], int | None]:
+        """The feed entries of these events as released to the token (recorded in the decision log), the
+        definitions they name, and the sequence where the byte budget cut them short (None: all of them)."""
         released = self._release(party, events)
-        me = node.info.node_id
+        me = self.node.info.node_id
         out: list[dict[str, Any]] = []
         refs: dict[str, set[bytes]] = {}
         items: dict[str, list[Item]] = {}
         size = 0
-        more = full and covered > after
+        stopped = None
         for event, body in zip(events, released, strict=True):
             path = orjson.loads(event.path) if event.path else []
             if body is None or requester in path or (event.body is None and not event.by_owner):
@@ -157,11 +259,15 @@ class Federation:
             items.setdefault(event.collection, []).append((event.stix_id, event.version_text))
             size += len(body)
             if size >= max_bytes:
-                covered, more = event.seq, True
+                stopped = event.seq
                 break
         for collection_id, chosen in items.items():
-            node.record(party, "federation", collection_id, chosen)
-        sealed = node.cursors.seal(covered, CURSOR_SCOPE)
+            self.node.record(party, "federation", collection_id, chosen)
+        return out, refs, stopped
+
+    def _answer(self, out: list[dict[str, Any]], refs: dict[str, set[bytes]], more: bool, sealed: str) -> FeedBatch:
+        node = self.node
+        me = node.info.node_id
         collections = node.collections()
         doc = {
             "node": {"id": me, "nation": node.info.nation, "title": node.info.title},

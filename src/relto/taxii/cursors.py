@@ -52,3 +52,19 @@ class Cursors:
                 " start again without it"
             ) from None
         return int.from_bytes(plain, "big")
+
+    def seal_bytes(self, payload: bytes, scope: str) -> str:
+        """A cursor carrying more than a sequence (the federation feed's), bound to `scope`."""
+        nonce = os.urandom(_NONCE)
+        sealed = self._aead.encrypt(nonce, payload, scope.encode())
+        return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    def open_bytes(self, value: str, scope: str) -> bytes:
+        """What `seal_bytes` sealed; InvalidRequest when this node did not issue it for this scope."""
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            return self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], scope.encode())
+        except (ValueError, binascii.Error, InvalidTag):
+            raise InvalidRequest(
+                f"cursor {value[:60]!r} was not issued by this server for this feed; start again without it"
+            ) from None
