@@ -439,3 +439,26 @@ def test_a_nation_leaving_a_community_stops_receiving_within_a_second(node: Runn
     stream.wait_for(got_end)
     assert after["id"] not in {o["id"] for o in stream.objects()}
     stream.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_nation_joining_a_community_is_sent_what_it_may_now_read(node: Running) -> None:
+    """An open stream whose reach grows (its nation joins a community) is sent the versions it read past and may
+    read now, as a TAXII read would show them; then it goes on live from where it was."""
+    coll = node.collection()
+    ip4 = releasability_marking("SECRET", ["IP4"], Ladder())
+    already = indicator([ip4["id"]])
+    node.post(coll, [ip4, EVERYONE, already, indicator([EVERYONE["id"]])])
+    stream = Stream(node.server.url, node.token("FRA"), coll, added_after="1970-01-01T00:00:00Z")
+    time.sleep(1.0)
+    assert already["id"] not in {o["id"] for o in stream.objects()}
+    relto("community", "join", *node.db.args, "IP4", "FRA")  # another process changes the policy
+    time.sleep(1.0)  # the policy is re-read within 0.25 s
+    later = indicator([ip4["id"]])
+    end = {**indicator([ip4["id"]]), "name": "end"}  # FRA may read it from now on
+    node.post(coll, [later])
+    node.post(coll, [end])
+    stream.wait_for(lambda s: {already["id"], later["id"]} <= {o["id"] for o in s.objects()} and got_end(s))
+    ids = [o["id"] for o in stream.objects()]
+    assert ids.count(already["id"]) == 1 and ids.count(later["id"]) == 1
+    stream.close()

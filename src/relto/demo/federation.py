@@ -6,8 +6,8 @@ Links: each national node issues the hub a relay token (for NATO, IP4, UKR and C
 the hub issues each national node a peer token and the node follows the hub, trusting it for NATO, IP4 and UKR.
 A nation whose request to join is pending in the story (KOR) shares outwards only: its node follows the hub from
 the approval, and so receives then everything the hub already holds releasable to it (the backfill, as in the
-walk-through of docs/federation.md). The federation feed is read by cursor, so a membership added later would
-not send again what a node following all along had read past: following from the approval is what brings it.
+walk-through of docs/federation.md; a node that had followed all along would be sent the same, since a feed
+backfills what its token may newly read).
 """
 
 from __future__ import annotations

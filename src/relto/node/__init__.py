@@ -288,6 +288,18 @@ class Node:
         the store query, as for TAXII reads); and how far the answer goes."""
         return self.store.events(collection_id, after_seq, limit, self.visible_sets(party))
 
+    def backfill(
+        self, party: Party, collection_id: str | None, sets: frozenset[int], after: int, upto: int, limit: int
+    ) -> tuple[list[Event], int]:
+        """Versions (no deletions) in (after, upto] of these marking sets that the party may read now, for a
+        follower whose reach grew (a nation joined a community) after it read past them; and how far the answer
+        goes. Whoever sends them releases them through `release` (or `stream_release`) as any other."""
+        sets = sets & self.visible_sets(party)
+        if not sets:
+            return [], upto
+        events, covered = self.store.events(collection_id, after, limit, sets)
+        return [e for e in events if e.seq <= upto and e.body is not None], min(covered, upto)
+
     def stream_release(
         self, party: Party, collection_id: str, events: Sequence[Event], read_at: float | None = None
     ) -> list[bytes | None]:

@@ -162,6 +162,9 @@ class Host(Protocol):
     publisher: Publisher
 
     def visible_sets(self, party: Party, refresh: bool = False) -> frozenset[int]: ...
+    def backfill(
+        self, party: Party, collection_id: str | None, sets: frozenset[int], after: int, upto: int, limit: int
+    ) -> tuple[list[Event], int]: ...
     def release(
         self, party: Party, collection_id: str, versions: Sequence[Any], read_at: float | None = None
     ) -> list[bytes | None]: ...
@@ -220,13 +223,12 @@ class Federation:
         follower never had those versions)."""
         node = self.node
         visible = node.visible_sets(party)
-        sets = frozenset(position.backfill) & visible
-        events, covered = node.store.events(None, position.backfill_after, limit, sets) if sets else ([], position.seq)
-        covered = min(covered, position.seq)
-        events = [e for e in events if e.seq <= position.seq and e.body is not None]
+        events, covered = node.backfill(
+            party, None, frozenset(position.backfill), position.backfill_after, position.seq, limit
+        )
         out, refs, stopped = self._entries(party, events, requester, max_bytes)
         covered = stopped if stopped is not None else covered
-        done = not sets or covered >= position.seq
+        done = covered >= position.seq
         following = dataclasses.replace(
             position, backfill=() if done else position.backfill, backfill_after=0 if done else covered
         )

@@ -40,18 +40,26 @@ def frame(event: str, data: bytes, cursor: str | None = None) -> bytes:
     return head + b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
-def render(node: Node, party: Party, collection_id: str, events: list[Event], read_at: float | None = None) -> bytes:
+def render(
+    node: Node,
+    party: Party,
+    collection_id: str,
+    events: list[Event],
+    read_at: float | None = None,
+    at: int | None = None,
+) -> bytes:
     """The frames of these (wanted) events as released to the party: trimmed, withheld ones left out, and
     recorded in the decision log. A deletion is told exactly to the parties its version was released to.
 
-    May ask the store (references to check); call it off the event loop when any event has a shape.
+    May ask the store (references to check); call it off the event loop when any event has a shape. `at`: the
+    cursor every frame carries instead of its event's own (a backfill does not move the subscriber's place).
     """
     released = node.stream_release(party, collection_id, events, read_at)
     out: list[bytes] = []
     for e, body in zip(events, released, strict=True):
         if body is None:
             continue
-        cursor = node.cursors.seal(e.seq, collection_id)
+        cursor = node.cursors.seal(e.seq if at is None else at, collection_id)
         if e.body is None:
             doc = {"id": e.stix_id, "type": e.type, "version": e.version_text}
             out.append(frame("deleted", orjson.dumps(doc), cursor))
@@ -77,6 +85,7 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
     cursor = sub.after
     live = False
     last_frame = time.monotonic()
+    reach: tuple[frozenset[int], int] | None = None  # the sets the subscriber could read, and the newest set then
     # Sent at once, so the client sees the stream open (and learns how soon to reconnect) before any event.
     yield b"retry: 2000\n\n"
     while True:
@@ -85,6 +94,14 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
         except ReltoError as exc:
             yield frame("closed", orjson.dumps({"reason": exc.message}))
             return
+        visible_now, known = node.visible_sets(party), node.known_max_set
+        if reach is not None:
+            grown = frozenset(s for s in visible_now if s <= reach[1] and s not in reach[0])
+            if grown:  # it may read more than when it read past them (it joined a community): send them now
+                async for chunk in _backfill(node, party, sub, grown, cursor):
+                    yield chunk
+                last_frame = time.monotonic()
+        reach = (visible_now, known)
         out = b""
         if cursor < feed.oldest:
             if live:
@@ -126,6 +143,23 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
         if time.monotonic() - last_frame >= heartbeat:
             yield b": keep-alive\n\n"
             last_frame = time.monotonic()
+
+
+async def _backfill(
+    node: Node, party: Party, sub: Subscription, sets: frozenset[int], cursor: int
+) -> AsyncIterator[bytes]:
+    """The versions before `cursor` in `sets` (which the party may read now and could not when it passed them),
+    as frames carrying the subscriber's own cursor, so that resuming goes on from where it was."""
+    after = 0
+    while after < cursor:
+        events, covered = await asyncio.to_thread(node.backfill, party, sub.collection_id, sets, after, cursor, BATCH)
+        visible = node.visible_sets(party)
+        wanted = [e for e in events if _wanted(e, sub, visible)]
+        if wanted:
+            yield await asyncio.to_thread(render, node, party, sub.collection_id, wanted, None, cursor)
+        if covered <= after:
+            return
+        after = covered
 
 
 def parse_after(node: Node, collection_id: str, value: str | None, added_after: int | None) -> int:
