@@ -170,3 +170,34 @@ def test_no_console_errors_on_the_main_pages(context: Any, node_site: Site) -> N
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_selector("form[action='/ui/session']")
     assert console.errors == []
+
+
+def test_a_report_published_in_one_window_arrives_live_in_another_nations(chromium: Any, node_site: Site) -> None:
+    """The newcomer's first hour, in the browser: GBR publishes a marked report from the form; KOR's window, open
+    beside it, shows it live; UKR's, not named in its REL TO, never does."""
+    windows = {n: chromium.new_context(viewport=VIEWPORT) for n in ("GBR", "KOR", "UKR")}
+    try:
+        pages = {}
+        for nation, ctx in windows.items():
+            pages[nation] = ctx.new_page()
+            sign_in(pages[nation], node_site.url, node_site.tokens[nation])
+        for nation in ("KOR", "UKR"):
+            pages[nation].wait_for_selector("#live.on")
+        gbr = pages["GBR"]
+        gbr.goto(node_site.url + "/#/publish")
+        gbr.select_option("#p-type", "report")
+        name = f"Convoy sighted near Vladivostok {time.monotonic_ns()}"
+        gbr.fill("#p-name", name)
+        gbr.fill("#p-description", "Fictional test report")
+        gbr.fill("#p-lat", "43.12")  # Vladivostok: the report names a location, made with it
+        gbr.fill("#p-lon", "131.89")
+        gbr.locator("fieldset").nth(0).get_by_label("KOR").check()
+        gbr.get_by_role("button", name="Publish", exact=True).click()
+        gbr.wait_for_selector("#publish-result .ok, #publish-result .error")
+        assert gbr.locator("#publish-result .ok").count() == 1, gbr.locator("#publish-result").inner_text()
+        pages["KOR"].wait_for_selector(f"#feed :text('{name}')", timeout=2000)
+        time.sleep(0.5)
+        assert name not in pages["UKR"].locator("#feed").inner_text()
+    finally:
+        for ctx in windows.values():
+            ctx.close()
