@@ -379,8 +379,7 @@ class Node:
         doc: dict[str, Any] = {"id": object_id, "nation": target.nation, "clearance": level, "released": False}
         if not page.rows:
             newest = max(rows, key=lambda r: r.version)
-            return {**doc, "objects": [], "reasons": list(self._reasons(target, newest, None))}
-        doc["reasons"] = list(self._reasons(target, page.rows[0], orjson.loads(page.bodies[0])))
+            return {**doc, "objects": [], "reasons": list(self._reasons(target, requester, newest, None))}
         # The preview shows the requester nothing it may not see itself: what the target receives, cut again
         # by the requester's own view (noted when that removes anything).
         row = page.rows[0]
@@ -389,24 +388,31 @@ class Node:
         cut = self.releaser.cut_for_both(target, requester, row.originator, row.body, row.shape)
         if cut is None:
             return {**doc, "released": True, "objects": [], "note": _ABOVE_YOU}
-        doc = {**doc, "released": True, "objects": [orjson.loads(cut)]}
+        reasons = self._reasons(target, requester, row, orjson.loads(page.bodies[0]))
+        doc = {**doc, "released": True, "reasons": list(reasons), "objects": [orjson.loads(cut)]}
         if cut != page.bodies[0]:
             doc["note"] = "parts of the version released to this nation are above your own view and are left out"
         return doc
 
-    def _reasons(self, target: Party, row: StoredVersion, released: dict[str, Any] | None) -> tuple[str, ...]:
-        """Why `target` receives `released` (None: nothing) of a stored version: its marking sets and shape."""
+    def _reasons(
+        self, target: Party, requester: Party, row: StoredVersion, released: dict[str, Any] | None
+    ) -> tuple[str, ...]:
+        """Why `target` receives `released` (None: nothing) of a stored version, from its marking sets and shape;
+        told within the requester's own view (a field or reference hidden from it is not named)."""
         shape = redact.Shape.decode(row.shape)
-        hidden = set()
+        mine = self.visible_sets(requester)
+        hidden: set[str] = set()
         if row.originator != target.nation:
             hidden = self.releaser.hidden_in(target, self.policy.sees(target), [shape])
+        if hidden and row.originator != requester.nation:
+            hidden -= self.releaser.hidden_in(requester, self.policy.sees(requester), [shape])
         return explain(
             orjson.loads(row.body),
             released,
             nation=target.nation,
             clearance=target.clearance,
             whole=self.marking_set(row.marking_set),
-            fields=[(selector, self.marking_set(set_id)) for set_id, selector in shape.fields],
+            fields=[(selector, self.marking_set(set_id)) for set_id, selector in shape.fields if set_id in mine],
             hidden_ids=hidden,
             members=today_members(self.communities()),
             ladder=self.ladder,
