@@ -55,6 +55,8 @@ def test_preview_publishes_as_the_tokens_nation(harness: Harness) -> None:
 def test_preview_is_for_writers(harness: Harness) -> None:
     r = post(harness, {"objects": draft(), "nation": "KOR"}, harness.token("GBR", can_write=False))
     assert_taxii_error(r, 403, "may read but not publish")
+    harness.node.decisions.flush()
+    assert [d.path for d in harness.node.store.decisions(0, 10)] == ["refused.preview.draft"]
 
 
 @pytest.mark.parametrize(

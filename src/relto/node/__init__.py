@@ -443,6 +443,7 @@ class Node:
     ) -> list[Judged]:
         """As preview_draft, with each object's id and the reasons it is withheld or cut (domain/explain)."""
         if not requester.can_write:
+            self.record(requester, "refused.preview.draft", "", [])
             raise Forbidden("this token may read but not publish, so it has no drafts to preview")
         target, _ = self.preview_party(nation, clearance)
         out = cut_draft(self.releaser, requester, target, objects, self.ladder, today_members(self.communities()))
