@@ -302,10 +302,14 @@ def test_end_to_end_a_tearline_through_the_real_server_and_the_preview_command(s
         "nation": "KOR",
         "clearance": "TOP SECRET",
         "released": True,
+        "reasons": [
+            f"the field {field} is marked SECRET REL TO GBR, which does not include KOR"
+            for field in ("description", "aliases.[1]")
+        ],
         "objects": [wide_view],
     }
     gbr = orjson.loads(relto("preview", actor["id"], "--as", "gbr", "--clearance", "SECRET", "--collection", coll, *db))
-    assert gbr["objects"] == [actor]
+    assert gbr["objects"] == [actor] and gbr["reasons"] == []
 
 
 def stream_events(h: Harness, token: str, coll: str, until: str) -> list[tuple[str, dict[str, Any]]]:
@@ -391,3 +395,8 @@ def test_preview_never_shows_the_requester_more_than_its_own_view(
     # KOR, which the source is hidden from, would receive the actor without it.
     kor = h.get(t["GBR"], path, nation="KOR").json()
     assert "created_by_ref" not in kor["objects"][0]
+    assert any("the field description is marked" in r for r in kor["reasons"])
+    assert any(f"created_by_ref {usa_only['id']} is not releasable to KOR" in r for r in kor["reasons"])
+    # The reasons are told within the requester's own view: the CONFIDENTIAL writer is not told of the field.
+    told = h.get(writer, path, nation="KOR").json()
+    assert told["released"] is True and not any("description" in r for r in told["reasons"])

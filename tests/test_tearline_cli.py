@@ -274,3 +274,46 @@ def test_api_mark_needs_a_token_and_json(harness: Harness) -> None:
     assert_taxii_error(r, 401)
     assert_taxii_error(post_mark(harness, mark_body(), **{"Content-Type": "text/plain"}), 415, "application/json")
     assert_taxii_error(post_mark(harness, mark_body(), Accept="text/html"), 406)
+
+
+def test_apply_warns_when_a_party_of_rel_to_would_receive_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    path.write_bytes(orjson.dumps(report(object_refs=["location--00000000-0000-4000-8000-000000000002"])))
+    code, out, err = run(*WIDE, "--field", "object_refs.[0]=SECRET:GBR,KOR", "--apply", str(path))
+    assert code == 0, err
+    assert orjson.loads(out)["objects"][-1]["id"] == report()["id"]  # the envelope is still written
+    shut = [line for line in err.splitlines() if "would receive nothing" in line]
+    assert shut == [
+        f"Warning: {party} would receive nothing of {report()['id']}: the field object_refs.[0] is marked "
+        f"SECRET REL TO GBR, KOR, which does not include {party}"
+        for party in ("NATO", "UKR")
+    ]
+
+
+def test_apply_warns_when_a_required_reference_is_withheld(tmp_path: Path) -> None:
+    note = {
+        "type": "note",
+        "spec_version": "2.1",
+        "id": "note--00000000-0000-4000-8000-000000000003",
+        "created": TS,
+        "modified": TS,
+        "content": "from a GBR source",
+        "object_refs": ["location--00000000-0000-4000-8000-000000000002"],
+    }
+    only = report(object_refs=[note["id"]])
+    # A note's content is required: marked for GBR alone, the note is withheld from the others, and so is the
+    # report whose only object it is.
+    code, out, err = run(
+        *WIDE, "--field", "content=SECRET:GBR", "--apply", "-", stdin=orjson.dumps({"objects": [note, only]})
+    )
+    assert code == 0, err
+    assert len(orjson.loads(out)["objects"]) == 4
+    lines = err.splitlines()
+    assert (
+        f"Warning: UKR would receive nothing of {note['id']}: its marking SECRET REL TO GBR does not include UKR"
+    ) in lines
+    assert (
+        f"Warning: UKR would receive nothing of {only['id']}: its only object_ref {note['id']} is not "
+        "releasable to UKR, and a report must name at least one object"
+    ) in lines
+    assert not any("GBR would receive" in line for line in lines)

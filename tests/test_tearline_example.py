@@ -167,6 +167,7 @@ def test_each_party_receives_what_the_doc_shows(server: Server) -> None:
             "nation": "KOR",
             "clearance": "SECRET",
             "released": True,
+            "reasons": [cut(f, "KOR") for f in ("description", "x_source_detail", "object_refs.[2]")],
             "objects": [orjson.loads(blocks["KOR"])],
         }
         r = preview("gbr", "nation=JPN")
@@ -183,8 +184,17 @@ def test_each_party_receives_what_the_doc_shows(server: Server) -> None:
         "nation": "UKR",
         "clearance": "TOP SECRET",
         "released": True,
+        "reasons": [
+            *(cut(f, "UKR") for f in ("description", "x_source_detail", "object_refs.[2]")),
+            cut("object_refs.[3]", "UKR", "GBR, KOR"),
+        ],
         "objects": [orjson.loads(blocks["UKR"])],
     }
+
+
+def cut(field: str, nation: str, rel_to: str = "GBR") -> str:
+    """The reason preview gives for a field the nation does not receive."""
+    return f"the field {field} is marked SECRET REL TO {rel_to}, which does not include {nation}"
 
 
 @pytest.mark.parametrize("who", ["KOR", "UKR"])

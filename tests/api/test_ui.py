@@ -201,6 +201,7 @@ def test_preview_shows_the_tearline_cut(ui: UI) -> None:
     answer = ui.client.post("/ui/api/preview", json={**draft, "nation": "UKR"}, headers={"X-CSRF-Token": csrf}).json()
     [actor] = answer["objects"]
     assert actor["released"] and actor["object"]["name"] == "Actor" and "description" not in actor["object"]
+    assert actor["reasons"] == ["the field description is marked CONFIDENTIAL REL TO GBR, which does not include UKR"]
     answer = ui.client.post("/ui/api/preview", json={**draft, "nation": "JPN"}, headers={"X-CSRF-Token": csrf}).json()
     assert answer["objects"][0]["released"] is False and answer["objects"][0]["object"] is None
     feed = ui.client.get("/ui/api/feed", params={"collection": ui.collection}).json()["items"]

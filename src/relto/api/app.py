@@ -33,6 +33,7 @@ from relto.domain.parties import Party
 from relto.domain.tearline import mark_objects
 from relto.domain.timestamps import format_timestamp
 from relto.node import Node, Page
+from relto.node.drafts import draft_answer, draft_objects
 from relto.stream.doorbell import listen
 from relto.stream.feed import Feeds
 from relto.stream.subscriber import Subscription, frames, parse_after
@@ -313,7 +314,39 @@ def create_app(node: Node) -> FastAPI:
         async with budget.hold(len(body)):  # parsing takes many times the bytes, as for a publish
             return taxii(await run_in_threadpool(_marked, node, body))
 
+    @app.post(API_ROOT + "preview/")
+    async def preview_draft(request: Request) -> Response:
+        """relto's own: what a nation would receive of the token's nation's draft, and why; stores nothing."""
+        check_accept(request.headers.get("accept"))
+        party = await run_in_threadpool(party_of, request)
+        check_json_content_type(request.headers.get("content-type"))
+        body = await _read_body(request, node.settings.max_content_length)
+        async with budget.hold(len(body)):
+            return taxii(await run_in_threadpool(_previewed, node, party, body))
+
     return app
+
+
+def _previewed(node: Node, party: Party, body: bytes) -> bytes:
+    """POST /api/preview/: each object of the draft as `nation` would receive it from the token's nation."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(f"the request body is not valid JSON: {exc}") from None
+    shape = '{"objects": [...], "nation": "UKR", "clearance": "SECRET" (optional)}'
+    if not isinstance(doc, dict) or set(doc) - {"objects", "nation", "clearance"}:
+        raise InvalidRequest(f"the body must be {shape}")
+    nation, clearance = doc.get("nation"), doc.get("clearance")
+    if not isinstance(nation, str) or not nation:
+        raise InvalidRequest(f'say whose view to preview: "nation": "UKR"; the body is {shape}')
+    if clearance is not None and not isinstance(clearance, str):
+        raise InvalidRequest('"clearance" must be a level name such as "SECRET"')
+    if not isinstance(doc.get("objects"), list):
+        raise InvalidRequest(f'"objects" must be a list of STIX objects; the body is {shape}')
+    objects = draft_objects(doc["objects"])
+    target, level = node.preview_party(nation, clearance)
+    judged = node.explain_draft(party, objects, nation, clearance)
+    return orjson.dumps(draft_answer(judged, target, level, clearance is None, party.nation))
 
 
 def _marked(node: Node, body: bytes) -> bytes:

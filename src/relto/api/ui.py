@@ -437,13 +437,19 @@ def preview(node: Node, party: Party, doc: Any) -> Any:
     draft = {k: v for k, v in doc.items() if k not in ("nation", "clearance")}
     _, marked, _ = marked_draft(node, draft)
     objects = [*marked.definitions, *marked.objects]
-    released = node.preview_draft(party, objects, doc["nation"], clearance)
+    judged = node.explain_draft(party, objects, doc["nation"], clearance)
     return {
         "nation": doc["nation"].upper(),
         "clearance": clearance or node.ladder.levels[-1],
         "objects": [
-            {"id": o["id"], "type": o["type"], "released": r is not None, "object": r}
-            for o, r in zip(marked.objects, released, strict=True)
+            {
+                "id": o["id"],
+                "type": o["type"],
+                "released": j.released is not None,
+                "object": j.released,
+                "reasons": list(j.reasons),
+            }
+            for o, j in zip(marked.objects, judged, strict=True)
         ],
         "warnings": list(marked.warnings),
     }

@@ -19,11 +19,11 @@ from relto.cli.audit import audit
 from relto.cli.common import ReltoGroup, err, node_options
 from relto.cli.mark import mark
 from relto.cli.peer import peer
+from relto.cli.preview import preview
 from relto.cli.tls import tls, write_certificate
 from relto.domain.communities import Community, check_community_name
-from relto.domain.errors import ReltoError
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
-from relto.domain.parties import Party, check_nation
+from relto.domain.parties import check_nation
 from relto.federation.peers import parse_list
 from relto.federation.tls import DEFAULT_HOSTS, check_free
 from relto.store.open import DB_FILE, sqlite_path, tighten
@@ -349,38 +349,6 @@ def watch(url: str, token: str, types: tuple[str, ...], after: str | None, from_
 
 
 @main.command()
-@node_options
-@click.argument("object_id")
-@click.option("--as", "nation", required=True, help="The nation whose view to show (ISO 3166-1 alpha-3, e.g. KOR).")
-@click.option("--clearance", default=None, help="Its clearance (default: the top level of the node's ladder).")
-@click.option("--collection", "collection_id", default=None, help="The collection (default: every one holding it).")
-def preview(
-    data: Path | None,
-    database: str | None,
-    object_id: str,
-    nation: str,
-    clearance: str | None,
-    collection_id: str | None,
-) -> None:
-    """Print what NATION would receive of OBJECT_ID: its newest version as released to it, or nothing.
-
-    Prints one JSON document per collection holding the object; `"released": false` when the nation would
-    receive nothing (the object is withheld or not releasable to it). Run by the operator, on the database.
-    """
-    with closing(admin.open_node(data, database)) as node:
-        operator = Party(token_id=0, nation=node.info.nation, clearance=len(node.ladder.levels) - 1, admin=True)
-        if collection_id is None:
-            held = sorted({h.collection for h in node.store.holdings([object_id])})
-            if not held:
-                raise ReltoError(f"no collection on this node holds {object_id}")
-        else:
-            held = [collection_id]
-        for cid in held:
-            doc = {"collection": cid, **node.preview(operator, cid, object_id, nation, clearance)}
-            click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
-
-
-@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on (0: any free port).")
 @click.option(
@@ -420,3 +388,4 @@ main.add_command(mark)
 main.add_command(audit)
 main.add_command(tls)
 main.add_command(peer)
+main.add_command(preview)

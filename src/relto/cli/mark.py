@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import closing
 from datetime import date
 from pathlib import Path
@@ -16,7 +17,8 @@ from relto.domain.communities import Community, default_communities, membership_
 from relto.domain.errors import ReltoError
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import TLP_IDS, canonical_rel_to, check_rel_to_known, releasability_marking, tlp_definition
-from relto.domain.tearline import mark_objects, objects_of, parse_field
+from relto.domain.tearline import Marked, mark_objects, objects_of, parse_field
+from relto.node.drafts import judge_draft
 
 
 @click.command()
@@ -76,13 +78,14 @@ def mark(
     del as_json
     ladder = Ladder.of(levels.split(","))
     communities = default_communities()
+    publisher = ""  # without a node, no party is the publisher (who receives all of its own objects)
     if data is not None or database is not None:
         with closing(admin.open_node(data, database)) as node:
-            ladder, communities = node.ladder, node.store.communities()
+            ladder, communities, publisher = node.ladder, node.store.communities(), node.info.nation
     if apply_to is None and (fields or replace):
         raise ReltoError("--field and --replace mark the objects of a file: add --apply FILE (- for stdin)")
     if apply_to is not None:
-        _mark_file(apply_to, classification, rel_to, tlp, fields, replace, ladder, communities)
+        _mark_file(apply_to, classification, rel_to, tlp, fields, replace, ladder, communities, publisher)
         return
     check_rel_to_known(canonical_rel_to(rel_to.split(",")), {c.name for c in communities})
     definitions = [releasability_marking(classification, rel_to.split(","), ladder)]
@@ -101,6 +104,7 @@ def _mark_file(
     replace: bool,
     ladder: Ladder,
     communities: list[Community],
+    publisher: str,
 ) -> None:
     """relto mark --apply: the envelope on stdout, advice on stderr."""
     name = str(getattr(source, "name", "-"))
@@ -109,6 +113,7 @@ def _mark_file(
         doc = orjson.loads(source.read())
     except orjson.JSONDecodeError as exc:
         raise ReltoError(f"{name} is not JSON: {exc}") from None
+    members = membership_index(communities, date.today())
     marked = mark_objects(
         objects_of(doc),
         classification=classification,
@@ -117,8 +122,23 @@ def _mark_file(
         fields=dict(parse_field(f) for f in fields),
         replace=replace,
         ladder=ladder,
-        communities=membership_index(communities, date.today()),
+        communities=members,
     )
-    for warning in marked.warnings:
+    for warning in [*marked.warnings, *_shut_out(marked, rel_to, publisher, ladder, members)]:
         err(f"Warning: {warning}")
     click.echo(orjson.dumps(marked.envelope(), option=orjson.OPT_INDENT_2).decode())
+
+
+def _shut_out(
+    marked: Marked, rel_to: str, publisher: str, ladder: Ladder, members: Mapping[str, frozenset[str]]
+) -> list[str]:
+    """One line per (object, party of --rel-to) that the party would receive nothing of, and why (judged at the
+    top of the ladder, against the objects of the file: references to stored objects are not looked up)."""
+    objects = [*marked.definitions, *marked.objects]
+    out: list[str] = []
+    for party in canonical_rel_to(rel_to.split(",")):
+        top = len(ladder.levels) - 1
+        for judged in judge_draft(objects, publisher, party, top, ladder, members):
+            if judged.released is None:
+                out.extend(judged.reasons)
+    return out

@@ -52,11 +52,11 @@ def analyse(obj: Mapping[str, Any]) -> Analysis:
     names, every `*_ref(s)` at any depth is seen.
     """
     fields = _field_markings(obj) if obj.get("granular_markings") else ()
-    found = list(_references(obj))
+    found = list(references(obj))
     nested = any(len(path) > (2 if isinstance(path[-1], int) else 1) for path, _ in found)
-    references = tuple(dict.fromkeys(ref for _, ref in found))
+    refs = tuple(dict.fromkeys(ref for _, ref in found))
     endpoints = tuple(v for k in ENDPOINTS if isinstance(v := obj.get(k), str))
-    return Analysis(fields, references, endpoints, nested)
+    return Analysis(fields, refs, endpoints, nested)
 
 
 def _field_markings(obj: Mapping[str, Any]) -> tuple[FieldMarking, ...]:
@@ -103,7 +103,7 @@ def _top_level(obj: Mapping[str, Any]) -> list[tuple[Path, str]]:
     return out
 
 
-def _references(node: Any, path: Path = ()) -> list[tuple[Path, str]]:
+def references(node: Any, path: Path = ()) -> list[tuple[Path, str]]:
     """(path, id) of every reference in the object, at any depth, markings excepted."""
     out: list[tuple[Path, str]] = []
     _collect(node, path, out)
@@ -217,7 +217,7 @@ def redact(
         if resolves(obj, path):
             removed.add(path)
     if hidden_ids:
-        found = _references(obj) if nested else _top_level(obj)
+        found = references(obj) if nested else _top_level(obj)
         removed.update(path for path, ref in found if ref in hidden_ids)
     if not removed:
         return obj

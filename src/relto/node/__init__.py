@@ -19,15 +19,17 @@ from typing import Any
 import orjson
 
 from relto.decisions import DecisionLog
+from relto.domain import redact
 from relto.domain.audit import Item
 from relto.domain.communities import Community
 from relto.domain.errors import ConfigurationError, Forbidden, InvalidRequest, NotFound
+from relto.domain.explain import explain
 from relto.domain.levels import Ladder
 from relto.domain.markings import MarkingSet
 from relto.domain.parties import Party, check_nation
 from relto.domain.timestamps import now_micros
 from relto.node.authenticator import Authenticator
-from relto.node.drafts import cut_draft, today_members
+from relto.node.drafts import Judged, cut_draft, today_members
 from relto.node.federation import Federation
 from relto.node.markings import MarkingResolver
 from relto.node.policy import PolicyView
@@ -372,15 +374,12 @@ class Node:
             authors = {r.originator for r in rows}
             if not requester.can_write or requester.nation not in authors:
                 raise Forbidden("only admins and the originating nation's writers may preview an object")
-        try:
-            level = self.ladder.name(self.ladder.rank(clearance)) if clearance else self.ladder.levels[-1]
-            target = Party(token_id=0, nation=check_nation(nation), clearance=self.ladder.rank(level), can_write=False)
-        except ConfigurationError as exc:
-            raise InvalidRequest(exc.message) from None
+        target, level = self.preview_party(nation, clearance)
         page = self._page(target, collection_id, Filters(limit=1), ids=(object_id,))
         doc: dict[str, Any] = {"id": object_id, "nation": target.nation, "clearance": level, "released": False}
         if not page.rows:
-            return {**doc, "objects": []}
+            newest = max(rows, key=lambda r: r.version)
+            return {**doc, "objects": [], "reasons": list(self._reasons(target, requester, newest, None))}
         # The preview shows the requester nothing it may not see itself: what the target receives, cut again
         # by the requester's own view (noted when that removes anything).
         row = page.rows[0]
@@ -389,10 +388,45 @@ class Node:
         cut = self.releaser.cut_for_both(target, requester, row.originator, row.body, row.shape)
         if cut is None:
             return {**doc, "released": True, "objects": [], "note": _ABOVE_YOU}
-        doc = {**doc, "released": True, "objects": [orjson.loads(cut)]}
+        reasons = self._reasons(target, requester, row, orjson.loads(page.bodies[0]))
+        doc = {**doc, "released": True, "reasons": list(reasons), "objects": [orjson.loads(cut)]}
         if cut != page.bodies[0]:
             doc["note"] = "parts of the version released to this nation are above your own view and are left out"
         return doc
+
+    def _reasons(
+        self, target: Party, requester: Party, row: StoredVersion, released: dict[str, Any] | None
+    ) -> tuple[str, ...]:
+        """Why `target` receives `released` (None: nothing) of a stored version, from its marking sets and shape;
+        told within the requester's own view (a field or reference hidden from it is not named)."""
+        shape = redact.Shape.decode(row.shape)
+        mine = self.visible_sets(requester)
+        hidden: set[str] = set()
+        if row.originator != target.nation:
+            hidden = self.releaser.hidden_in(target, self.policy.sees(target), [shape])
+        if hidden and row.originator != requester.nation:
+            hidden -= self.releaser.hidden_in(requester, self.policy.sees(requester), [shape])
+        return explain(
+            orjson.loads(row.body),
+            released,
+            nation=target.nation,
+            clearance=target.clearance,
+            whole=self.marking_set(row.marking_set),
+            fields=[(selector, self.marking_set(set_id)) for set_id, selector in shape.fields if set_id in mine],
+            hidden_ids=hidden,
+            members=today_members(self.communities()),
+            ladder=self.ladder,
+        )
+
+    def preview_party(self, nation: str, clearance: str | None) -> tuple[Party, str]:
+        """The party a preview shows the view of, and its level's name (default: the top of the ladder)."""
+        try:
+            level = self.ladder.name(self.ladder.rank(clearance)) if clearance else self.ladder.levels[-1]
+            return Party(
+                token_id=0, nation=check_nation(nation), clearance=self.ladder.rank(level), can_write=False
+            ), level
+        except ConfigurationError as exc:
+            raise InvalidRequest(exc.message) from None
 
     def preview_draft(
         self, requester: Party, objects: Sequence[dict[str, Any]], nation: str, clearance: str | None = None
@@ -402,16 +436,18 @@ class Node:
 
         Nothing is stored (no marking set either); recorded in the decision log as "preview.draft".
         """
+        return [j.released for j in self.explain_draft(requester, objects, nation, clearance)]
+
+    def explain_draft(
+        self, requester: Party, objects: Sequence[dict[str, Any]], nation: str, clearance: str | None = None
+    ) -> list[Judged]:
+        """As preview_draft, with each object's id and the reasons it is withheld or cut (domain/explain)."""
         if not requester.can_write:
+            self.record(requester, "refused.preview.draft", "", [])
             raise Forbidden("this token may read but not publish, so it has no drafts to preview")
-        try:
-            level = self.ladder.name(self.ladder.rank(clearance)) if clearance else self.ladder.levels[-1]
-            target = Party(token_id=0, nation=check_nation(nation), clearance=self.ladder.rank(level), can_write=False)
-        except ConfigurationError as exc:
-            raise InvalidRequest(exc.message) from None
+        target, _ = self.preview_party(nation, clearance)
         out = cut_draft(self.releaser, requester, target, objects, self.ladder, today_members(self.communities()))
-        drafts = [o for o in objects if o.get("type") != "marking-definition"]
-        self.record(requester, "preview.draft", "", [(str(o.get("id")), None) for o in drafts])
+        self.record(requester, "preview.draft", "", [(j.id, None) for j in out])
         return out
 
     # statuses -----------------------------------------------------------------------------------------

@@ -82,7 +82,8 @@ export async function publishView(main) {
       result.replaceChildren(h("div", { class: "card preview", id: "preview" },
         h("h3", {}, `What ${doc.nation} (${doc.clearance}) would receive`),
         doc.objects.map((o) => h("div", { "data-released": String(o.released) },
-          h("strong", {}, `${o.type}: `, o.released ? "released" : "withheld"),
+          h("strong", {}, `${o.type}: `, o.released ? (o.reasons.length ? "cut" : "released") : "withheld"),
+          o.reasons.length ? h("ul", { class: "small reasons" }, o.reasons.map((r) => h("li", {}, r))) : null,
           o.released ? h("pre", {}, JSON.stringify(o.object, null, 2)) : null)),
         doc.warnings.map((w) => h("p", { class: "small muted" }, w))));
     } catch (error) {
