@@ -31,7 +31,8 @@ def script(blocks: list[tuple[str, str]], folder: Path) -> str:
     and the servers the tour starts are stopped when the script ends, however it ends."""
     lines = [
         "set -euo pipefail",
-        "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT",  # the servers the tour starts stop with it
+        # the servers the tour starts stop with it (each runs under a subshell: `relto` is a function here)
+        "trap 'for p in $(jobs -p); do pkill -TERM -P $p; kill $p; done 2>/dev/null || true; wait' EXIT",
         # `relto watch` follows until Ctrl-C: it gets one after a few seconds
         'relto() { if [ "$1" = watch ]; then timeout -s INT 6 "$(command -v relto)" "$@" || [ $? = 124 ]; '
         'else command relto "$@"; fi; }',
@@ -68,7 +69,7 @@ def test_the_tour_runs_as_pasted(tmp_path: Path) -> None:
     watched = out.split("--- block 4")[0].split("--- block 3")[1]
     assert "Relay address seen near Vladivostok" in watched and "SECRET REL TO GBR, KOR, NATO" in watched
     assert "add --after" in watched  # Ctrl-C says where to resume
-    previewed = out.split("--- block 5")[1].split("--- block 6")[0]
+    previewed = out.split("--- block 4")[1].split("--- block 5")[0]
     assert "Troop movements to Vladivostok" in previewed and "From a sensitive source" not in previewed
     assert "OK:" in out and "taxii.objects" in out  # audit verify, and audit show lists KOR's reads
     assert "gbr\thttp://127.0.0.1:" in out  # peer list
