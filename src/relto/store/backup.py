@@ -55,6 +55,7 @@ class Inventory:
     """What a node database holds: its schema revision and how many rows of what matters."""
 
     revision: str | None
+    node: bool  # a node was initialised here (a schema alone, as a fresh migrated database has, is not one)
     objects: int
     deletions: int
     decisions: int
@@ -97,7 +98,8 @@ def inventory(target: Target) -> Inventory | None:
             return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()) if table in tables else 0
 
         revision = current_revision(conn) if "alembic_version" in tables else None
-        return Inventory(revision, count("objects"), count("deletions"), count("decisions"), count("tokens"))
+        counts = (count(t) for t in ("objects", "deletions", "decisions", "tokens"))
+        return Inventory(revision, count("meta") > 0, *counts)
 
 
 def _create_private(path: Path, force: bool) -> None:
@@ -116,7 +118,7 @@ def _create_private(path: Path, force: bool) -> None:
 def backup(target: Target, dest: Path, *, force: bool = False) -> Inventory:
     """Write a consistent copy of the node into `dest` (0600) while it may be serving; return what it holds."""
     found = inventory(target)
-    if found is None:
+    if found is None or not found.node:
         raise ReltoError(f"{target} holds no relto node: nothing to back up")
     pg_dump = _tool("pg_dump") if target.url is not None else ""
     _create_private(dest, force)
@@ -161,7 +163,7 @@ def restore(source: Path, target: Target, *, force: bool = False) -> Inventory |
             f"{'SQLite' if wanted == 'sqlite' else 'PostgreSQL'}: restore it to the same back-end it came from"
         )
     held = inventory(target)
-    if held is not None and not force:
+    if held is not None and held.node and not force:
         raise ReltoError(
             f"{target} already holds a node ({held.describe()}); restoring would replace it and lose them all. "
             "Restore into an empty data directory or database, or add --force"
@@ -172,7 +174,7 @@ def restore(source: Path, target: Target, *, force: bool = False) -> Inventory |
         if held is not None:
             _drop_tables(target)
         _run(_tool("pg_restore"), ["--no-owner", "--exit-on-error", "--single-transaction", str(source)], target)
-    return held
+    return held if held is not None and held.node else None
 
 
 def _kind(source: Path) -> str:
