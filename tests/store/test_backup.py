@@ -108,6 +108,9 @@ def test_backup_and_restore_keep_reads_tokens_and_the_log(
         finally:
             restored.close()
         assert "OK: " in cli("audit", "verify", *target.args).output
+        kor = tokens["KOR"].split("_")[1]
+        shown = cli("audit", "show", *target.args, "--token", kor).output.splitlines()
+        assert len(shown) > 1 and all(f"\tKOR\t{kor}\t" in line for line in shown[1:])
         refused = cli("restore", str(dest), *target.args)
         assert refused.exit_code == 2 and "would replace it and lose" in refused.output
         assert cli("restore", str(dest), *target.args, "--force").exit_code == 0
