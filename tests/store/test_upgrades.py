@@ -149,3 +149,16 @@ def test_postgres_node_upgrades_from_0004(original: Original, empty_postgres: st
 def test_migrate_refuses_an_empty_place(tmp_path: Path) -> None:
     done: Any = cli("migrate", "--data", str(tmp_path / "none"))
     assert done.exit_code == 2 and "holds no relto node" in done.output
+
+
+def test_migrate_refuses_a_schema_from_a_newer_relto(original: Original, tmp_path: Path) -> None:
+    folder = tmp_path / "node"
+    folder.mkdir(mode=0o700)
+    engine = create_engine(f"sqlite:///{folder / DB_FILE}")
+    build_old(engine, "0004", original)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    (folder / DB_FILE).chmod(0o600)
+    done = cli("migrate", "--data", str(folder), "--check")
+    assert done.exit_code == 2 and "newer than this relto's" in done.output

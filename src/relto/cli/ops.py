@@ -75,13 +75,18 @@ def migrate(data: Path | None, database: str | None, check: bool) -> None:
     e.g. right after `pip install -U relto` and before restarting the service.
     """
     from relto.store.backup import inventory, locate
-    from relto.store.migrate import head_revision
+    from relto.store.migrate import head_revision, known_revisions
 
     target = locate(data, database)
     held = inventory(target)
     if held is None:
         raise ReltoError(f"{target} holds no relto node: run `relto init` first, or `relto restore` a backup")
     head = head_revision()
+    if held.revision is not None and held.revision not in known_revisions():
+        raise ReltoError(
+            f"{target} is at schema {held.revision}, newer than this relto's ({head}): install the relto that wrote "
+            "it, or restore a backup taken before the upgrade"
+        )
     if held.revision == head:
         click.echo(f"{head} -> {head}: already at head")
         return

@@ -33,6 +33,13 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    """Every schema revision this relto knows."""
+    from alembic.script import ScriptDirectory
+
+    return {r.revision for r in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
 def current_revision(connection: Connection) -> str | None:
     """The revision a database is at, or None when Alembic never ran there."""
     from alembic.runtime.migration import MigrationContext
