@@ -31,11 +31,16 @@ from relto.store.base import NodeInfo
 PRIVATE_UMASK = 0o077
 
 
+def private_umask() -> None:
+    """From now on this process creates files for its owner alone."""
+    # Whatever this process creates (SQLite's files, backups) holds every object and the decision log.
+    os.umask(PRIVATE_UMASK)
+
+
 def open_private_store(data: Path | None, database: str | None) -> Store:
     """The store at --data or --database, with this process creating private files from now on."""
-    # Whatever this process creates (SQLite's files included) is for its owner alone: the node holds every
-    # object and the decision log. open_store also creates them private and refuses them open.
-    os.umask(PRIVATE_UMASK)
+    # open_store also creates the node's files private and refuses them open.
+    private_umask()
     return open_store(data=data, url=database)
 
 

@@ -18,6 +18,7 @@ from relto import __version__, admin
 from relto.cli.audit import audit
 from relto.cli.common import ReltoGroup, err, node_options
 from relto.cli.mark import mark
+from relto.cli.ops import backup, migrate, restore
 from relto.cli.peer import peer
 from relto.cli.preview import preview
 from relto.cli.tls import tls, write_certificate
@@ -389,3 +390,6 @@ main.add_command(audit)
 main.add_command(tls)
 main.add_command(peer)
 main.add_command(preview)
+main.add_command(backup)
+main.add_command(restore)
+main.add_command(migrate)

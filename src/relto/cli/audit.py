@@ -82,6 +82,7 @@ def _instant(text: str, what: str) -> int:
 @audit.command("show")
 @node_options
 @click.option("--nation", default=None, help="Only records of this nation's tokens.")
+@click.option("--token", "key_id", default=None, metavar="KEYID", help="Only records of this token (its key id).")
 @click.option("--path", default=None, help="Only this path: taxii.objects, taxii.object, taxii.versions, ... publish.")
 @click.option("--object", "object_id", default=None, metavar="ID", help="Only records naming this STIX id.")
 @click.option("--since", default=None, help="Only records at or after this time (YYYY-MM-DD or ISO 8601, UTC).")
@@ -93,6 +94,7 @@ def audit_show(
     data: Path | None,
     database: str | None,
     nation: str | None,
+    key_id: str | None,
     path: str | None,
     object_id: str | None,
     since: str | None,
@@ -114,6 +116,12 @@ def audit_show(
     end = _instant(until, "--until") if until else None
     node = admin.open_node(data, database)
     try:
+        key_ids = {t.id: t.key_id for t in node.store.tokens()}
+        token_id = None
+        if key_id is not None:
+            token_id = next((i for i, k in key_ids.items() if k == key_id), None)
+            if token_id is None:
+                raise ReltoError(f"no token with key id {key_id!r} (`relto token list` shows them, revoked too)")
         records = node.store.decisions(
             after_seq or 0,
             limit,
@@ -123,8 +131,8 @@ def audit_show(
             since=start,
             until=end,
             newest=after_seq is None,
+            token_id=token_id,
         )
-        key_ids = {t.id: t.key_id for t in node.store.tokens()}
     finally:
         node.close()
     if records and not as_json:

@@ -66,6 +66,7 @@ def read_decisions(
     since: int | None = None,
     until: int | None = None,
     newest: bool = False,
+    token_id: int | None = None,
 ) -> list[Decision]:
     """Records after `after_seq` matching every filter given, in seq order, at most `limit`.
 
@@ -76,6 +77,8 @@ def read_decisions(
     stmt = select(_d).where(_d.c.seq > after_seq)
     if nation is not None:
         stmt = stmt.where(_d.c.nation == nation)
+    if token_id is not None:
+        stmt = stmt.where(_d.c.token_id == token_id)
     if path is not None:
         stmt = stmt.where(_d.c.path == path)
     if since is not None:

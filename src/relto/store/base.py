@@ -419,6 +419,7 @@ class DecisionStore(Protocol):
         since: int | None = None,
         until: int | None = None,
         newest: bool = False,
+        token_id: int | None = None,
     ) -> list[Decision]:
         """Decision records after `after_seq` matching every filter given, in seq order, at most `limit`.
 

@@ -269,6 +269,7 @@ class SQLStore(Federating, Reading):
         since: int | None = None,
         until: int | None = None,
         newest: bool = False,
+        token_id: int | None = None,
     ) -> list[Decision]:
         """Decision records after `after_seq` matching the filters, in seq order (the last `limit` if `newest`)."""
         with self._reading() as conn:
@@ -282,6 +283,7 @@ class SQLStore(Federating, Reading):
                 since=since,
                 until=until,
                 newest=newest,
+                token_id=token_id,
             )
 
     def decision_head(self) -> tuple[int, str]:
