@@ -462,3 +462,33 @@ def test_a_nation_joining_a_community_is_sent_what_it_may_now_read(node: Running
     ids = [o["id"] for o in stream.objects()]
     assert ids.count(already["id"]) == 1 and ids.count(later["id"]) == 1
     stream.close()
+
+
+def test_metrics_count_live_subscribers_and_their_feed(node: Running) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    coll = node.collection()
+    admin = relto("token", "issue", *node.db.args, "--nation", "GBR", "--clearance", "SECRET", "--admin")
+
+    def scrape() -> dict[str, float]:
+        r = httpx.get(f"{node.server.url}/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        families = text_string_to_metric_families(r.text)
+        return {s.name + str(sorted(s.labels.values())): s.value for f in families for s in f.samples}
+
+    stream = Stream(node.server.url, node.token("GBR"), coll)
+    try:
+        node.post(coll, [EVERYONE, sentinel()])
+        stream.wait_for(lambda s: s.objects())
+        got = scrape()
+        assert got["relto_stream_subscribers[]"] == 1
+        assert got[f"relto_stream_ring_events[{coll!r}]"] >= 1 and f"relto_stream_feed_lag_events[{coll!r}]" in got
+        assert got["relto_versions_released_total['stream']"] >= 1
+    finally:
+        stream.close()
+    # The server notices a hang-up when it next has something to send (an event, or the heartbeat).
+    node.post(coll, [EVERYONE, sentinel()])
+    deadline = time.monotonic() + 10
+    while scrape()["relto_stream_subscribers[]"] != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert scrape()["relto_stream_subscribers[]"] == 0

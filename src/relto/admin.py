@@ -18,6 +18,7 @@ from relto.domain.communities import default_communities
 from relto.domain.errors import ReltoError
 from relto.domain.levels import Ladder
 from relto.federation.tls import check_server_files
+from relto.logs import log_config
 from relto.node import Node
 from relto.operations import issue_token as issue_token
 from relto.operations import join_community as join_community
@@ -73,10 +74,12 @@ def serve(
     *,
     tls: tuple[Path, Path] | None = None,
     access_log: bool = False,
+    log_format: str = "text",
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve the node's TAXII 2.1 API in this process until interrupted (over HTTPS with tls=(cert, key)), and
-    follow its peers. `on_ready` is called once the port accepts connections."""
+    follow its peers. `on_ready` is called once the port accepts connections; logs go to stderr in `log_format`
+    (relto.logs), with one line per request when `access_log`."""
     import uvicorn
 
     from relto.api import create_app
@@ -87,8 +90,8 @@ def serve(
         create_app(node),
         host=host,
         port=port,
-        log_config=_log_config(access_log),
-        access_log=access_log,
+        log_config=log_config(access_log, log_format),
+        access_log=False,  # the app logs each request itself, with its route and duration (relto.api.access)
         # Live streams never end by themselves: give them two seconds on shutdown (clients resume elsewhere).
         timeout_graceful_shutdown=2,
         ssl_certfile=certfile,
@@ -110,35 +113,6 @@ def check_port_free(host: str, port: int) -> None:
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}; another program (maybe another relto) "
                 "holds it: stop it, or choose another port with --port"
             ) from None
-
-
-def _log_config(access_log: bool) -> dict[str, Any]:
-    """uvicorn's logging: its own messages at WARNING, and one line per request on stderr when asked."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s %(message)s"},
-            "access": {
-                "()": "uvicorn.logging.AccessFormatter",
-                "fmt": '%(asctime)s %(client_addr)s "%(request_line)s" %(status_code)s',
-                "use_colors": False,
-            },
-        },
-        "handlers": {
-            "plain": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
-            "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stderr"},
-        },
-        "loggers": {
-            "uvicorn": {"handlers": ["plain"], "level": "WARNING", "propagate": False},
-            "uvicorn.error": {"handlers": ["plain"], "level": "WARNING", "propagate": False},
-            "uvicorn.access": {
-                "handlers": ["access"],
-                "level": "INFO" if access_log else "WARNING",
-                "propagate": False,
-            },
-        },
-    }
 
 
 def _run_server(config: Any, on_ready: Callable[[], None] | None) -> None:
@@ -171,6 +145,8 @@ def serve_workers(
     workers: int,
     *,
     tls: tuple[Path, Path] | None = None,
+    access_log: bool = False,
+    log_format: str = "text",
 ) -> None:
     """Serve with several worker processes sharing the port; each builds its own node (app_from_env). This
     process alone follows the peers, so each batch is applied once."""
@@ -191,7 +167,7 @@ def serve_workers(
                 host=host,
                 port=port,
                 workers=workers,
-                log_level="warning",
+                log_config=log_config(access_log, log_format),
                 access_log=False,
                 ssl_certfile=certfile,
                 ssl_keyfile=keyfile,

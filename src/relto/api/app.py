@@ -20,10 +20,13 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from relto import __version__
+from relto.api.access import Measured
 from relto.api.auth import party_of, token_from
 from relto.api.errors import error_response, handle_relto_error
 from relto.api.federation import add_federation_routes
 from relto.api.marking import parse_mark_request
+from relto.api.metrics import Metrics
+from relto.api.monitoring import add_monitoring_routes
 from relto.api.sse import EventStream
 from relto.api.ui import add_ui_routes
 from relto.domain.communities import membership_index
@@ -87,6 +90,8 @@ def create_app(node: Node) -> FastAPI:
         title="relto", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
     app.state.node = node
+    metrics = app.state.metrics = Metrics(node, feeds)
+    app.add_middleware(Measured, metrics=metrics)
     app.add_exception_handler(ReltoError, handle_relto_error)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -157,6 +162,7 @@ def create_app(node: Node) -> FastAPI:
         return register
 
     add_federation_routes(app, node, feeds)
+    add_monitoring_routes(app, node, metrics)
     add_ui_routes(app, node, feeds)
 
     @get("/taxii2/")
@@ -285,7 +291,7 @@ def create_app(node: Node) -> FastAPI:
         sub = Subscription(token, collection_id, start, frozenset(parsed.types), frozenset(parsed.ids))
         feed = await feeds.feed(collection_id)
         chunks = frames(node, feed, sub, heartbeat=settings.stream_heartbeat_seconds)
-        return EventStream(chunks, stall_seconds=settings.stream_stall_seconds)
+        return EventStream(_counted(chunks, metrics), stall_seconds=settings.stream_stall_seconds)
 
     @get(API_ROOT + "collections/{collection_id}/objects/{object_id}/preview/")
     def preview(request: Request, collection_id: str, object_id: str) -> Response:
@@ -325,6 +331,16 @@ def create_app(node: Node) -> FastAPI:
             return taxii(await run_in_threadpool(_previewed, node, party, body))
 
     return app
+
+
+async def _counted(chunks: AsyncIterator[bytes], metrics: Metrics) -> AsyncIterator[bytes]:
+    """A subscriber's frames, counted in the live subscribers gauge while they flow."""
+    metrics.subscribers.inc()
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        metrics.subscribers.dec()
 
 
 def _previewed(node: Node, party: Party, body: bytes) -> bytes:

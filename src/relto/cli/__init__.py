@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import logging.config
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import date
 from pathlib import Path
@@ -27,6 +29,7 @@ from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.parties import check_nation
 from relto.federation.peers import parse_list
 from relto.federation.tls import DEFAULT_HOSTS, check_free
+from relto.logs import FORMATS, log_config
 from relto.store.open import DB_FILE, sqlite_path, tighten
 
 
@@ -276,7 +279,16 @@ def community_leave(data: Path | None, database: str | None, name: str, nation: 
     "--access-log/--no-access-log",
     default=True,
     show_default=True,
-    help="One line per request on stderr (never tokens: they travel in headers).",
+    help="One line per request on stderr: method, path, route, status, duration, client (never headers, so never "
+    "tokens or cookies).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    envvar="RELTO_LOG_FORMAT",
+    help="Logs on stderr as text, or as JSON lines (ts, level, logger, message and fields). Env: RELTO_LOG_FORMAT.",
 )
 def serve(
     data: Path | None,
@@ -287,6 +299,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     access_log: bool,
+    log_format: str,
 ) -> None:
     """Serve the node's TAXII 2.1 API.
 
@@ -296,24 +309,39 @@ def serve(
         raise click.UsageError("--tls-cert and --tls-key go together: give both (relto tls create writes them)")
     pair = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
     base = f"{'https' if pair else 'http'}://{host}:{port}/"
+    say = _sayer(log_format)
     with closing(admin.open_node(data, database)) as node:
         node.purge_statuses()
         if workers == 1:
 
             def ready() -> None:
-                err(f"relto: {node.info.nation}'s node is ready on {base} (TAXII 2.1: {base}taxii2/); Ctrl-C stops")
+                say(
+                    f"relto: {node.info.nation}'s node is ready on {base} (TAXII 2.1: {base}taxii2/); Ctrl-C stops",
+                    url=base,
+                    nation=node.info.nation,
+                )
 
-            with _stopping():
-                admin.serve(node, host, port, tls=pair, access_log=access_log, on_ready=ready)
+            with _stopping(say):
+                admin.serve(node, host, port, tls=pair, access_log=access_log, log_format=log_format, on_ready=ready)
             return
     admin.check_port_free(host, port)
-    err(f"relto: {workers} worker processes on {base} (TAXII 2.1: {base}taxii2/); Ctrl-C stops")
-    with _stopping():
-        admin.serve_workers(data, database, host, port, workers, tls=pair)
+    if log_format == "json":
+        logging.config.dictConfig(log_config(access_log, log_format))
+    say(f"relto: {workers} worker processes on {base} (TAXII 2.1: {base}taxii2/); Ctrl-C stops", url=base)
+    with _stopping(say):
+        admin.serve_workers(data, database, host, port, workers, tls=pair, access_log=access_log, log_format=log_format)
+
+
+def _sayer(log_format: str) -> Callable[..., None]:
+    """How serve tells the operator it is ready and stopped: a line on stderr, or a log record in JSON mode."""
+    if log_format != "json":
+        return lambda message, **fields: err(message)
+    logger = logging.getLogger("relto")
+    return lambda message, **fields: logger.info(message.removeprefix("relto: "), extra={"fields": fields})
 
 
 @contextmanager
-def _stopping() -> Iterator[None]:
+def _stopping(say: Callable[..., None]) -> Iterator[None]:
     """Ctrl-C and SIGTERM end the server cleanly: a last line, exit status 0 (uvicorn passes the signal on once
     it has shut down)."""
 
@@ -327,7 +355,7 @@ def _stopping() -> Iterator[None]:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    err("relto: stopped")
+    say("relto: stopped")
 
 
 @main.command()

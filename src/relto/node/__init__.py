@@ -35,6 +35,7 @@ from relto.node.markings import MarkingResolver
 from relto.node.policy import PolicyView
 from relto.node.publisher import Publisher
 from relto.node.releaser import Candidate, Releaser
+from relto.node.tally import Tally
 from relto.settings import Settings
 from relto.store.base import CollectionRecord, Doorbell, Event, Store, StoredVersion, VersionQuery
 from relto.taxii.cursors import Cursors, new_key
@@ -73,6 +74,7 @@ class Node:
         # Seals every cursor this node hands out (TAXII `next`, stream ids): nothing in one can be read.
         self.cursors = Cursors(store.secret("cursor", new_key))
         # Every release and write is recorded here (the tamper-evident decision log), through `record`.
+        self.tally = Tally()  # and counted here, for the metrics (relto.api.metrics)
         self.decisions = DecisionLog(
             store,
             enabled=bool(self.settings.decision_log),
@@ -94,6 +96,8 @@ class Node:
 
     def record(self, party: Party, path: str, collection_id: str, items: Iterable[Item]) -> None:
         """Note in the decision log what `party` was released or wrote on exit path `path`: the one call."""
+        items = tuple(items)
+        self.tally.count(path, len(items))
         self.decisions.record(party, path, collection_id, items)
 
     # parties and policy -------------------------------------------------------------------------------

@@ -204,6 +204,9 @@ class NodeStore(Protocol):
     def initialised(self) -> bool:
         """Whether `relto init` has run on this database."""
 
+    def schema_revision(self) -> str | None:
+        """The schema migration the database is at (None: not migrated)."""
+
     def initialise(self, info: NodeInfo, communities: Sequence[Community]) -> None:
         """Create the node: its identity and the starting communities."""
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 _HERE = Path(__file__).parent / "migrations"
@@ -26,8 +28,6 @@ def _config() -> Config:
 
 def head_revision() -> str:
     """The newest schema revision this relto knows."""
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
@@ -35,13 +35,10 @@ def head_revision() -> str:
 
 def known_revisions() -> set[str]:
     """Every schema revision this relto knows."""
-    from alembic.script import ScriptDirectory
-
     return {r.revision for r in ScriptDirectory.from_config(_config()).walk_revisions()}
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision a database is at, or None when Alembic never ran there."""
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(connection).get_current_revision()
+    revision: str | None = MigrationContext.configure(connection).get_current_revision()
+    return revision

@@ -29,6 +29,7 @@ from relto.store.base import (
     TokenRecord,
 )
 from relto.store.federating import Federating
+from relto.store.migrate import current_revision
 from relto.store.reading import _VERSION_COLUMNS as _VERSION_COLUMNS  # bench/scale.py
 from relto.store.reading import Reading
 from relto.store.reading import _build_select as _build_select  # bench/scale.py
@@ -42,6 +43,11 @@ class SQLStore(Federating, Reading):
         """Whether `relto init` has run on this database."""
         with self._reading() as conn:
             return conn.execute(select(t.meta.c.value).where(t.meta.c.key == "nation")).first() is not None
+
+    def schema_revision(self) -> str | None:
+        """The schema migration the database is at (None: not migrated)."""
+        with self._reading() as conn:
+            return current_revision(conn)
 
     def initialise(self, info: NodeInfo, communities: Sequence[Community]) -> None:
         """Create the node: its identity and the starting communities."""

@@ -133,6 +133,10 @@ class Feeds:
                 self._feeds[collection_id] = feed
             return feed
 
+    def all(self) -> list[Feed]:
+        """The feeds open now (for the metrics)."""
+        return list(self._feeds.values())
+
     @property
     def pulse(self) -> asyncio.Event:
         """Set by the next write in any collection: take it before reading, then wait on it."""
