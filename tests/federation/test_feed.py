@@ -313,3 +313,39 @@ def test_a_nation_joining_a_community_gets_the_backfill_over_federation(pair: An
     # A cursor that is not a federation cursor is refused, not a 500.
     with pytest.raises(InvalidRequest):
         up.federation.feed(party, up.cursors.seal(5, "federation"), 10)
+
+
+def test_followers_of_a_restored_node_miss_nothing_written_after_the_restore(tmp_path: Path) -> None:
+    """A node restored from an older backup has a clock behind its followers' cursors: its feed starts them over
+    (a new epoch), so what is written after the restore reaches them, and what they had is a no-op."""
+    from relto.store.backup import Target, backup, restore
+
+    for name in ("up", "down"):
+        (tmp_path / name).mkdir(mode=0o700)
+    up = make_node(tmp_path / "up", "GBR", node_id=str(uuid.uuid4()))
+    down = make_node(tmp_path / "down", "KOR", node_id=str(uuid.uuid4()))
+    to_kor = mark("SECRET", "KOR", "GBR")
+    col = up.add_collection("intel").id
+    up.publish(writer(up, "GBR"), col, [to_kor, report("before the backup", to_kor["id"])])
+    token = issue_token(up.store, nation="KOR", clearance="SECRET", organisation="", name="p", kind="peer")
+    follow(up, down, up.authenticate(token))
+    backup(Target(sqlite=tmp_path / "up" / "relto.db"), tmp_path / "up.backup")
+    up.publish(writer(up, "GBR"), col, [report(f"lost {i}", to_kor["id"]) for i in range(5)])
+    follow(up, down, up.authenticate(token))  # KOR's cursor is now past what the backup holds
+    up.close()
+    restore(tmp_path / "up.backup", Target(sqlite=tmp_path / "up" / "relto.db"), force=True)
+    up = make_node_again(tmp_path / "up")
+    try:
+        after = report("after the restore", to_kor["id"])
+        up.publish(writer(up, "GBR"), col, [after])
+        follow(up, down, up.authenticate(token))
+        assert after["id"] in {k[0] for k in everything(down, col, "KOR")}
+    finally:
+        up.close()
+        down.close()
+
+
+def make_node_again(folder: Path) -> Node:
+    from relto.store import open_store
+
+    return Node(open_store(data=folder))

@@ -11,6 +11,7 @@ the peer's cursor. A peer may deliver only versions of the nations it speaks for
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import uuid
 import zlib
@@ -43,6 +44,7 @@ from relto.store.base import (
 )
 from relto.taxii.cursors import Cursors
 
+EPOCH_SECRET = "epoch"  # the node's epoch, made anew by `relto restore` (relto.store.backup)
 CURSOR_SCOPE = "federation"  # what a federation cursor is sealed to (TAXII cursors name their collection)
 _DEFINITIONS_KEPT = 10_000  # (originator, definition) pairs remembered by the feed
 _TITLE, _DESCRIPTION = 200, 2000  # characters of a received collection's title and description kept
@@ -97,6 +99,7 @@ class FeedCursor:
     seen_max: int = 0
     backfill: tuple[int, ...] = ()
     backfill_after: int = 0
+    epoch: str = ""  # the node's epoch when issued: a restored node starts a new one (and its feeds start over)
 
     @classmethod
     def open(cls, cursors: Cursors, value: str | None) -> FeedCursor:
@@ -105,7 +108,8 @@ class FeedCursor:
         sealed = cursors.open_bytes(value, CURSOR_SCOPE)
         try:
             raw = orjson.loads(zlib.decompress(sealed))
-            return cls(raw["s"], frozenset(_runs_out(raw["v"])), raw["m"], tuple(_runs_out(raw["b"])), raw["a"])
+            seen = frozenset(_runs_out(raw["v"]))
+            return cls(raw["s"], seen, raw["m"], tuple(_runs_out(raw["b"])), raw["a"], raw.get("e", ""))
         except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise InvalidRequest("this federation cursor is from an older relto: start again without it") from None
 
@@ -116,6 +120,7 @@ class FeedCursor:
             "m": self.seen_max,
             "b": _runs_in(self.backfill),
             "a": self.backfill_after,
+            "e": self.epoch,
         }
         return cursors.seal_bytes(zlib.compress(orjson.dumps(doc)), CURSOR_SCOPE)
 
@@ -180,6 +185,7 @@ class Federation:
     def __init__(self, node: Host) -> None:
         self.node = node
         self._known_ids: set[str] = set()  # collections known to exist here
+        self._epoch = ""  # this node's epoch (new after a restore), read once
         self._definition_cache: dict[tuple[str, str], bytes] = {}  # (originator, id) -> the definition sent
 
     # out ----------------------------------------------------------------------------------------------
@@ -197,7 +203,15 @@ class Federation:
                 "people read TAXII collections or their live stream"
             )
         node = self.node
-        position = FeedCursor.open(node.cursors, cursor).noticing(node.visible_sets(party), node.policy.known_max_set)
+        if not self._epoch:  # a restore happens with the node stopped: one look per process is enough
+            self._epoch = node.store.secret(EPOCH_SECRET, lambda: os.urandom(8)).hex()
+        epoch = self._epoch
+        position = FeedCursor.open(node.cursors, cursor)
+        if position.epoch != epoch:
+            # Issued before this node was restored from a backup (or by an older relto): what it points past may
+            # not be here, and what is written now may lie below it. Start again; repeats are no-ops downstream.
+            position = FeedCursor(epoch=epoch)
+        position = position.noticing(node.visible_sets(party), node.policy.known_max_set)
         if position.backfill:
             return self._backfill(party, position, limit, requester, max_bytes)
         after = position.seq

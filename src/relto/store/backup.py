@@ -23,6 +23,8 @@ from relto.store.migrate import current_revision
 from relto.store.open import COMPANIONS, DB_FILE, FILE_MODE, FOLDER_MODE, sqlite_path
 from relto.store.postgres import engine_url
 
+EPOCH_SECRET = "epoch"  # the node's epoch (relto.node.federation.EPOCH_SECRET), new after a restore
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PGDUMP_MAGIC = b"PGDMP"
 
@@ -174,7 +176,16 @@ def restore(source: Path, target: Target, *, force: bool = False) -> Inventory |
         if held is not None:
             _drop_tables(target)
         _run(_tool("pg_restore"), ["--no-owner", "--exit-on-error", "--single-transaction", str(source)], target)
+    _new_epoch(target)
     return held if held is not None and held.node else None
+
+
+def _new_epoch(target: Target) -> None:
+    """A restored node starts a new epoch: cursors its followers hold may point past what the backup holds (they
+    were issued after it was taken), so the federation feed reads theirs again from the start (docs/operations.md;
+    repeated versions are no-ops for them)."""
+    with target.engine() as engine, engine.begin() as conn:
+        conn.execute(text("DELETE FROM meta WHERE key = :key"), {"key": f"secret:{EPOCH_SECRET}"})
 
 
 def _kind(source: Path) -> str:
