@@ -12,7 +12,7 @@ from relto.decisions import all_decisions, as_json
 from relto.domain.audit import verify
 from relto.domain.errors import Forbidden, InvalidRequest
 from relto.domain.parties import Party, check_nation
-from relto.domain.timestamps import format_timestamp
+from relto.domain.timestamps import format_timestamp, parse_instant
 from relto.domain.tokens import split_token
 from relto.federation.peers import add_peer, peer_view, remove_peer
 from relto.node import Node
@@ -138,8 +138,8 @@ def add_ui_admin_routes(node: Node, get: Get, post: Post) -> None:
             nation=check_nation(params["nation"]) if params.get("nation") else None,
             path=params.get("path") or None,
             object_id=params.get("object") or None,
-            since=_instant(params.get("since"), "since"),
-            until=_instant(params.get("until"), "until"),
+            since=_optional_instant(params.get("since"), "since"),
+            until=_optional_instant(params.get("until"), "until"),
             newest=True,
         )
         key_ids = {t.id: t.key_id for t in node.store.tokens()}
@@ -180,14 +180,5 @@ def _str(doc: dict[str, Any], key: str, default: str | None = None) -> str:
     return value.strip()
 
 
-def _instant(text: str | None, what: str) -> int | None:
-    """Microseconds for YYYY-MM-DD or an ISO 8601 time (UTC unless it says otherwise)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidRequest(f"{what} {text!r} is not a date or time: use YYYY-MM-DD or 2026-01-31T12:00:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1_000_000)
+def _optional_instant(text: str | None, what: str) -> int | None:
+    return parse_instant(text, what) if text else None

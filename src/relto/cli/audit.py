@@ -12,6 +12,7 @@ from relto import admin
 from relto.cli.common import err, node_options
 from relto.domain.errors import ReltoError
 from relto.domain.parties import check_nation
+from relto.domain.timestamps import parse_instant
 
 # audit: the decision log ------------------------------------------------------------------------------
 _PROGRESS_EVERY = 100_000
@@ -66,19 +67,6 @@ def audit_verify(data: Path | None, database: str | None, expected: str | None) 
     click.echo(f"OK: {result.count} records, head {result.head}")
 
 
-def _instant(text: str, what: str) -> int:
-    """Microseconds for YYYY-MM-DD or an ISO 8601 date and time (UTC unless it says otherwise)."""
-    from datetime import UTC, datetime, timedelta
-
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ReltoError(f"{what} {text!r} is not a date or time: use YYYY-MM-DD or 2026-01-31T12:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
 @audit.command("show")
 @node_options
 @click.option("--nation", default=None, help="Only records of this nation's tokens.")
@@ -112,8 +100,8 @@ def audit_show(
     from relto.decisions import describe
 
     nation = check_nation(nation) if nation else None
-    start = _instant(since, "--since") if since else None
-    end = _instant(until, "--until") if until else None
+    start = parse_instant(since, "--since") if since else None
+    end = parse_instant(until, "--until") if until else None
     node = admin.open_node(data, database)
     try:
         key_ids = {t.id: t.key_id for t in node.store.tokens()}

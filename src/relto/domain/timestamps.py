@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from relto.domain.errors import InvalidObject
+from relto.domain.errors import InvalidObject, InvalidValue
 
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -22,6 +22,17 @@ def parse_timestamp(value: object, what: str = "timestamp") -> int:
         return (datetime.fromisoformat(value) - _EPOCH) // _MICROSECOND
     except ValueError as exc:
         raise InvalidObject(f"{what} {value!r} is not a valid date and time: {exc}") from None
+
+
+def parse_instant(text: str, what: str) -> int:
+    """Microseconds for a time an operator gives: YYYY-MM-DD or an ISO 8601 time (UTC unless it says otherwise)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidValue(f"{what} {text!r} is not a date or time: use YYYY-MM-DD or 2026-01-31T12:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def format_timestamp(micros: int) -> str:
