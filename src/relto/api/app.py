@@ -24,7 +24,7 @@ from relto.api.access import Measured
 from relto.api.auth import party_of, token_from
 from relto.api.errors import error_response, handle_relto_error
 from relto.api.federation import add_federation_routes
-from relto.api.marking import parse_mark_request
+from relto.api.marking import mark, parse_mark_request
 from relto.api.metrics import Metrics
 from relto.api.monitoring import add_monitoring_routes
 from relto.api.sse import EventStream
@@ -33,7 +33,6 @@ from relto.domain.communities import membership_index
 from relto.domain.errors import InvalidEnvelope, InvalidRequest, MalformedJSON, PayloadTooLarge, ReltoError
 from relto.domain.markings import relto_extension_definition, relto_identity
 from relto.domain.parties import Party
-from relto.domain.tearline import mark_objects
 from relto.domain.timestamps import format_timestamp
 from relto.node import Node, Page
 from relto.node.drafts import draft_answer, draft_objects
@@ -372,16 +371,7 @@ def _marked(node: Node, body: bytes) -> bytes:
     except orjson.JSONDecodeError as exc:
         raise MalformedJSON(f"the request body is not valid JSON: {exc}") from None
     request = parse_mark_request(doc)
-    marked = mark_objects(
-        request.objects,
-        classification=request.classification,
-        rel_to=request.rel_to,
-        tlp=request.tlp,
-        fields=request.fields,
-        replace=request.replace,
-        ladder=node.ladder,
-        communities=membership_index(node.communities(), datetime.now(UTC).date()),
-    )
+    marked = mark(request, node.ladder, membership_index(node.communities(), datetime.now(UTC).date()))
     return orjson.dumps({**marked.envelope(), "warnings": list(marked.warnings)})
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relto.domain.errors import InvalidRequest
+from relto.domain.levels import Ladder
 from relto.domain.markings import TLP_IDS
-from relto.domain.tearline import FieldSpec
+from relto.domain.tearline import FieldSpec, Marked, mark_objects
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,3 +68,17 @@ def _marking_of(doc: Mapping[str, Any], where: str) -> tuple[str, list[str]]:
     if not isinstance(rel_to, list) or not rel_to or not all(isinstance(p, str) for p in rel_to):
         raise InvalidRequest(f'"{where}rel_to" must be a non-empty list of nation codes and community names')
     return classification, rel_to
+
+
+def mark(request: MarkRequest, ladder: Ladder, members: Mapping[str, frozenset[str]]) -> Marked:
+    """The request's objects marked (definitions made), with the node's ladder and today's community members."""
+    return mark_objects(
+        request.objects,
+        classification=request.classification,
+        rel_to=request.rel_to,
+        tlp=request.tlp,
+        fields=request.fields,
+        replace=request.replace,
+        ladder=ladder,
+        communities=members,
+    )

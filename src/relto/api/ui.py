@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relto.api.drafts import parse_draft
+from relto.api.marking import mark
 from relto.api.session import COOKIE, SIGNIN_COOKIE, Sessions, new_key, new_signin_nonce
 from relto.api.sse import EventStream
 from relto.api.ui_admin import add_ui_admin_routes
@@ -30,7 +31,7 @@ from relto.domain.banner import banner
 from relto.domain.communities import membership_index
 from relto.domain.errors import Forbidden, InvalidRequest, MalformedJSON, NotFound, ReltoError, Unauthenticated
 from relto.domain.parties import Party
-from relto.domain.tearline import Marked, mark_objects
+from relto.domain.tearline import Marked
 from relto.node import Node
 from relto.store.base import StoredVersion
 from relto.stream.feed import Feeds
@@ -410,15 +411,7 @@ class Reader:
 def marked_draft(node: Node, doc: Any) -> tuple[str, Marked, str]:
     """The publish form marked as /api/mark/ marks objects: (collection, the marked objects, the item's id)."""
     collection, request, item_id = parse_draft(doc)
-    marked = mark_objects(
-        request.objects,
-        classification=request.classification,
-        rel_to=request.rel_to,
-        tlp=request.tlp,
-        fields=request.fields,
-        ladder=node.ladder,
-        communities=membership_index(node.communities(), datetime.now(UTC).date()),
-    )
+    marked = mark(request, node.ladder, membership_index(node.communities(), datetime.now(UTC).date()))
     return collection, marked, item_id
 
 
