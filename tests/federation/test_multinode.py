@@ -30,7 +30,7 @@ from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import TLP_IDS, releasability_marking
 from relto.federation.peers import add_peer
 from relto.store import open_store
-from tests.conftest import TAXII, free_port, relto
+from tests.conftest import TAXII, free_port, relto, stop_process
 from tests.federation.reference import Published, carriable, visible
 
 LADDER = Ladder.of(DEFAULT_LEVELS)
@@ -111,13 +111,8 @@ class NodeProc:
         raise RuntimeError(f"{self.nation} node did not start")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
     def kill9(self) -> None:
         assert self.process is not None
