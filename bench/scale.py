@@ -476,6 +476,11 @@ def report_lines(corpus: Corpus, floor: Measurement | None, runs: list[BackendRu
             goals.append(Target(f"{name}: unrestricted read / read floor", read, 0.5, True))
         ingest_trend = quotient(run.window_rate("last"), run.window_rate("first"))
         goals.append(Target(f"{name}: ingest rate, last 10% / first 10%", ingest_trend, None, True))
+    rates = {run.backend: run.ingest.ingest_rate for run in runs}
+    if "sqlite" in rates and "postgres" in rates:
+        goals.append(
+            Target("ingest, relto postgres / relto sqlite", quotient(rates["postgres"], rates["sqlite"]), 0.7, True)
+        )
     out.append("")
     out += [goal.line() for goal in goals]
     for item in [floor, *(run.ingest for run in runs), *(r.result for run in runs for r in run.readers)]:

@@ -185,7 +185,8 @@ def _version(obj: dict[str, Any], type_: str) -> tuple[int, str | None]:
         if type_ not in _CREATED_ONLY and type_ not in SCO_TYPES:
             raise InvalidObject("'modified' is required (a timestamp not earlier than 'created')")
         return created_us, str(created)
-    modified_us = parse_timestamp(modified, "'modified'")
+    # Most objects are first versions, modified == created: one parse.
+    modified_us = created_us if modified == created else parse_timestamp(modified, "'modified'")
     if modified_us < created_us:
         raise InvalidObject(f"'modified' ({modified}) is earlier than 'created' ({created})")
     return modified_us, str(modified)

@@ -118,7 +118,72 @@ class Appending(SQLBase):
         newly_shared: set[tuple[str, str]] = set()
         revocations: list[NewVersion] = []
         new_definitions: dict[tuple[str, str], bytes] = {}  # stored by this append, not yet readable
+        # Ids met for the first time (held nowhere, not yet in this append): their row is all they need until
+        # the same id comes again in this append, when materialise() files them like any held version.
+        fresh: dict[str, _Held] = {}
+
+        def materialise(h: _Held) -> None:
+            del fresh[h.stix_id]
+            copy = (h.stix_id, h.originator)
+            here[(h.stix_id, h.originator, h.version)] = h
+            held[h.stix_id] = [h]
+            copies[copy] = [h.version]
+            rank[copy] = h.copy_rank
+            nations_of[h.stix_id] = {h.originator}
+            if h.revoked:
+                revoked.add(copy)
+
         for i, v in enumerate(versions):
+            if v.stix_id not in held:
+                first = fresh.get(v.stix_id)
+                if first is None:
+                    # The common case, a new object: nothing to compare with, no copy to join.
+                    seq, date_added = clock.tick()
+                    fresh[v.stix_id] = _Held(
+                        collection_id,
+                        v.stix_id,
+                        v.originator,
+                        v.version,
+                        v.revoked,
+                        seq,
+                        v.marking_set,
+                        v.type,
+                        v.shape,
+                        date_added,
+                    )
+                    stored.append(True)
+                    rows.append(
+                        (
+                            seq,
+                            collection_id,
+                            v.stix_id,
+                            v.type,
+                            v.version,
+                            v.version_text,
+                            v.spec_version,
+                            date_added,
+                            v.marking_set,
+                            False,
+                            v.body,
+                            v.shape,
+                            v.revoked,
+                            v.originator,
+                            seq,
+                            False,
+                            v.path,
+                        )
+                    )
+                    if v.revoked:
+                        revocations.append(v)
+                    if v.type == "marking-definition":
+                        new_definitions[(v.stix_id, v.originator)] = v.body
+                        conn.execute(
+                            insert(t.definitions).values(
+                                id=v.stix_id, originator=v.originator, marking_set=v.marking_set, body=v.body
+                            )
+                        )
+                    continue
+                materialise(first)
             copy = (v.stix_id, v.originator)
             same = here.get((v.stix_id, v.originator, v.version))
             defined = v.type == "marking-definition" and any(
@@ -234,8 +299,11 @@ class Appending(SQLBase):
             self._ring(conn, collection_id)
         # The date_added of each input's version, stored now or before (None when refused): the version TAXII
         # shows for an object without modified or created (an SCO).
+        # (An id still in `fresh` came once in this append: its entry is that version.)
         added = [
-            None if i in refused else getattr(here.get((v.stix_id, v.originator, v.version)), "date_added", None)
+            None
+            if i in refused
+            else getattr(fresh.get(v.stix_id) or here.get((v.stix_id, v.originator, v.version)), "date_added", None)
             for i, v in enumerate(versions)
         ]
         return Appended(stored=stored, refused=refused, date_added=added)

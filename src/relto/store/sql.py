@@ -208,7 +208,9 @@ class SQLStore(Federating, Reading):
             found = conn.execute(query).scalar()
         if found is not None:
             return int(found)
-        with self._writing() as conn:
+        # Not durable on its own: a set matters once a version uses it, and that version's durable commit
+        # comes after, with this one before it in the log; a set lost alone was used by nothing.
+        with self._writing(durable=False) as conn:
             found = conn.execute(query).scalar()
             if found is not None:
                 return int(found)

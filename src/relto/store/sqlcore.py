@@ -82,8 +82,13 @@ class SQLBase:
         self.engine.dispose()
 
     @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        """A write transaction; back-ends override to take their database-wide write lock."""
+    def _writing(self, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction; back-ends override to take their database-wide write lock.
+
+        `durable=False`: the commit need not wait for the disk (no fsync of its own). Only for writes that
+        later durable writes depend on and that are harmless to lose alone (a new marking set: the durable
+        commit of the versions that use it writes the log up to and past it, since the log is sequential).
+        """
         with self._write_lock, self._write_engine.begin() as conn:
             yield conn
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 
 from relto.store.sql import SQLStore
 from relto.store.sqlcore import INSERT_COLUMNS
+
+MMAP_BYTES = 1 << 30  # how much of the database file reads map (1 GiB of address space, not of memory)
 
 
 def sqlite_engine(path: Path | str, *, synchronous: str = "FULL") -> Engine:
@@ -24,6 +28,10 @@ def sqlite_engine(path: Path | str, *, synchronous: str = "FULL") -> Engine:
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Reads map the file instead of copying each page through a read() call: a reader who sees a few
+        # marking sets touches one page per version it receives (docs/benchmarks.md, the 10% reader). The
+        # mapped pages are the operating system's file cache, shared by every connection and process.
+        cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -40,7 +48,27 @@ class SQLiteStore(SQLStore):
     """SQLStore on a SQLite file."""
 
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        self._synchronous = synchronous
         super().__init__(sqlite_engine(path, synchronous=synchronous))
+
+    @contextmanager
+    def _writing(self, durable: bool = True) -> Iterator[Connection]:
+        if durable:
+            with super()._writing() as conn:
+                yield conn
+            return
+        # In WAL mode, synchronous=NORMAL commits without an fsync; the next FULL commit syncs the WAL file,
+        # and with it this transaction's frames, which come before its own. The setting is the connection's
+        # and cannot change inside a transaction: set before BEGIN, restored after the end.
+        with self._write_lock, self._write_engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                raw.execute(f"PRAGMA synchronous={self._synchronous}")
 
     _insert_sql = f"INSERT INTO objects ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
 
