@@ -6,10 +6,12 @@ import hashlib
 import itertools
 import json
 import logging
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,11 +28,15 @@ from relto.domain.audit import (
     DELETED_OR_REORDERED,
     EDITED,
     GENESIS,
+    MEANING_CHANGED,
     Decision,
     PendingDecision,
     chain,
     encode,
+    encode_v1,
+    pack_refs,
     seal,
+    unpack_refs,
     verify,
 )
 from relto.domain.communities import default_communities
@@ -95,18 +101,46 @@ def test_encoding_can_be_reimplemented_from_the_docstring() -> None:
         nation="KOR",
         path="taxii.objects",
         collection=C,
-        items=(('indicator--é\u2028"\\\n\x01', V), ("ipv4-addr--1", None)),
+        items=(('indicator--é\u2028"\\\n\x01', V), ("ipv4-addr--1", None), ("indicator--3", V)),
+        refs=(0, 41, 43),
     )
     prev = "ab" * 32
-    doc = ["relto.decision.1", 3, fields.at, 7, "KOR", "taxii.objects", C, [list(i) for i in fields.items], prev]
-    theirs = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    digest = hashlib.sha256(dumps([list(i) for i in fields.items])).hexdigest()
+    doc = ["relto.decision.2", 3, fields.at, 7, "KOR", "taxii.objects", C, [0, 41, 43], [list(fields.items[0])]]
+    theirs = dumps([*doc, digest, prev])
     assert encode(3, fields, prev) == theirs
     assert chain(prev, 3, fields) == hashlib.sha256(theirs).hexdigest()
+    record = seal(prev, 3, fields)
+    assert record.digest == digest and record.hash == hashlib.sha256(theirs).hexdigest()
+    # Format 1, as records written before references were, still verifies by its own encoding.
+    v1 = ["relto.decision.1", 3, fields.at, 7, "KOR", "taxii.objects", C, [list(i) for i in fields.items], prev]
+    assert encode_v1(3, fields, prev) == dumps(v1)
+    old = replace(record, format=1, refs=(), digest="", hash=hashlib.sha256(dumps(v1)).hexdigest())
+    assert verify([old], after_seq=2, prev_hash=prev).ok
+
+
+def test_refs_pack_as_documented() -> None:
+    """zlib of little-endian int64 differences (module docstring), tiny for a page of consecutive versions."""
+    refs = (*range(5_000, 6_000), 0, 7, 2**40)
+    blob = pack_refs(refs)
+    deltas = struct.unpack(f"<{len(refs)}q", zlib.decompress(blob))
+    assert tuple(itertools.accumulate(deltas)) == refs == unpack_refs(blob)
+    assert len(pack_refs(range(5_000, 6_000))) < 64
+    with pytest.raises(ValueError):
+        unpack_refs(b"not zlib")
 
 
 def test_encoding_is_frozen() -> None:
-    """A change to the encoding would break every stored chain: this hash must never change."""
-    assert chain(GENESIS, 1, pending(1)) == "1bb56f1cf311ae77c3b9e3961fa6f93b53a3a694719a77e2a387327e02a0aac1"
+    """A change to an encoding would break every stored chain: these hashes must never change."""
+    assert chain(GENESIS, 1, pending(1)) == "a29f1b2e3a5dd41a4a43ab6d3f076fadc8ee2e9556192018d0f732e9c77d0ce3"
+    with_refs = replace(pending(1), refs=(17, 0))
+    assert chain(GENESIS, 1, with_refs) == "773142ad06d701966b5e2ae6628189533e44664d6894734ba9b32227b2a0a2ae"
+    v1 = hashlib.sha256(encode_v1(1, pending(1), GENESIS)).hexdigest()
+    assert v1 == "1bb56f1cf311ae77c3b9e3961fa6f93b53a3a694719a77e2a387327e02a0aac1"
 
 
 def test_every_field_is_covered_by_the_hash() -> None:
@@ -120,10 +154,26 @@ def test_every_field_is_covered_by_the_hash() -> None:
         {"items": record.items[:1]},
         {"items": ((record.items[0][0], "2024-10-18T09:30:00.001Z"), record.items[1])},
         {"items": tuple(reversed(record.items))},
+        {"digest": "0" * 64},
     ]
     for change in changes:
         result = verify([replace(record, **change)])
         assert (result.ok, result.broken_at, result.reason) == (False, 1, EDITED), change
+    for fmt in (1, 3):
+        assert verify([replace(record, format=fmt)]).reason == EDITED
+
+
+def test_references_are_covered_and_bound_to_their_meaning() -> None:
+    record = seal(GENESIS, 1, replace(pending(1), refs=(17, 0)))
+    assert verify([record]).ok and record.refs == (17, 0)
+    for refs in ((18, 0), (17, 5), (0, 0)):
+        assert verify([replace(record, refs=refs)]).reason == EDITED, refs
+    # The reference resolves to another version than was released: the digest says so.
+    moved = replace(record, items=(("indicator--other", V), record.items[1]))
+    result = verify([moved])
+    assert (result.ok, result.broken_at, result.reason) == (False, 1, MEANING_CHANGED)
+    with pytest.raises(ValueError):
+        seal(GENESIS, 1, replace(pending(1), refs=(17,)))
 
 
 def test_edited_record_breaks_at_itself() -> None:

@@ -173,7 +173,9 @@ class Host(Protocol):
     def release(
         self, party: Party, collection_id: str, versions: Sequence[Any], read_at: float | None = None
     ) -> list[bytes | None]: ...
-    def record(self, party: Party, path: str, collection_id: str, items: Iterable[Item]) -> None: ...
+    def record(
+        self, party: Party, path: str, collection_id: str, items: Iterable[Item], refs: Sequence[int] = ()
+    ) -> None: ...
     def collection(self, collection_id: str) -> CollectionRecord: ...
     def collections(self) -> list[CollectionRecord]: ...
     def rang(self, collection_id: str) -> None: ...
@@ -259,6 +261,7 @@ class Federation:
         out: list[dict[str, Any]] = []
         refs: dict[str, set[bytes]] = {}
         items: dict[str, list[Item]] = {}
+        seqs: dict[str, list[int]] = {}  # per item, the version's sequence (0: a deletion, no stored version)
         size = 0
         stopped = None
         for event, body in zip(events, released, strict=True):
@@ -273,12 +276,13 @@ class Federation:
                 refs.setdefault(event.originator, set()).update(_REF.findall(body))
             out.append(entry)
             items.setdefault(event.collection, []).append((event.stix_id, event.version_text))
+            seqs.setdefault(event.collection, []).append(0 if event.body is None else event.seq)
             size += len(body)
             if size >= max_bytes:
                 stopped = event.seq
                 break
         for collection_id, chosen in items.items():
-            self.node.record(party, "federation", collection_id, chosen)
+            self.node.record(party, "federation", collection_id, chosen, seqs[collection_id])
         return out, refs, stopped
 
     def _answer(self, out: list[dict[str, Any]], refs: dict[str, set[bytes]], more: bool, sealed: str) -> FeedBatch:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from relto.domain.audit import Decision, PendingDecision
+from relto.domain.checkpoints import Checkpoint
 from relto.domain.communities import Community
 from relto.domain.markings import MarkingSet
 
@@ -431,7 +432,18 @@ class DecisionStore(Protocol):
         """
 
     def decision_head(self) -> tuple[int, str]:
-        """(seq, hash) of the last decision record; (0, 64 zeros) when there is none."""
+        """(seq, hash) of the last decision record, stored or archived; (0, 64 zeros) when there is none."""
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """The decision log's signed checkpoints, oldest first."""
+
+    def last_decision_before(self, at: int) -> int:
+        """The last seq of the longest run of stored records, from the first, all decided before `at`."""
+
+    def close_archived(self, checkpoint: Checkpoint, after_seq: int) -> int:
+        """Store the checkpoint and delete the records it closes, in one write transaction; return how many.
+
+        ValueError when the log changed under the archive (another archive, records missing)."""
 
 
 class Store(
