@@ -250,8 +250,8 @@ def verify(records: Iterable[Decision], *, after_seq: int = 0, prev_hash: str = 
                 count,
                 head,
                 MEANING_CHANGED,
-                "its references no longer resolve to the versions it released (a version row renumbered, "
-                "edited, or deleted without its tombstone)",
+                "its references no longer resolve to the versions it released: a version row renumbered, "
+                "edited, or deleted without its tombstone",
             )
         head = record.hash
         expected_seq += 1
