@@ -437,19 +437,23 @@ class Federation:
         results = iter(appended)
         for step in steps:
             items: list[Item] = []
+            seqs: list[int] = []  # the stored versions' sequences, which the record refers to (0: a deletion)
             if step.versions:
                 result = next(results)
-                items.extend(
-                    (v.stix_id, v.version_text) for v, new in zip(step.versions, result.stored, strict=True) if new
-                )
+                stored_seqs = result.seqs or [0] * len(step.versions)
+                for v, new, seq in zip(step.versions, result.stored, stored_seqs, strict=True):
+                    if new:
+                        items.append((v.stix_id, v.version_text))
+                        seqs.append(seq)
                 outcome.received += sum(1 for new in result.stored if new)
                 if result.refused:
                     outcome.refused += len(result.refused)
                     outcome.last_refusal = next(iter(result.refused.values()))
             items.extend((stix_id, version or None) for stix_id, _, version in step.deletions)
+            seqs.extend(0 for _ in step.deletions)
             if items:
                 outcome.collections.add(step.collection)
-                self.node.record(who, "federation.receive", step.collection, items)
+                self.node.record(who, "federation.receive", step.collection, items, seqs)
         for collection_id in outcome.collections:
             self.node.rang(collection_id)
         return outcome

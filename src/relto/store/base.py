@@ -173,6 +173,8 @@ class Appended:
     # Per input, the date_added of the version stored now or already stored (None when refused): the
     # version TAXII shows for an object without modified or created (an SCO).
     date_added: Sequence[int | None] = ()
+    # Per input, the sequence of that version (0 when refused): what decision records refer to it by.
+    seqs: Sequence[int] = ()
 
 
 # Asked, inside the write transaction, about each new version whose id other nations hold (in any
