@@ -35,8 +35,9 @@ everything else (non-ASCII included) as raw UTF-8. Python's
 first record (seq 1) is 64 zeros (`GENESIS`); seqs are 1, 2, 3, ... with no gaps.
 
 How references are stored (`pack_refs`): the refs as differences from the one before (the first from 0), each
-a signed 64-bit little-endian integer, the whole compressed with zlib (RFC 1950). A 1,000-item page of
-consecutive versions packs into a few dozen bytes.
+a signed 64-bit little-endian integer, the whole compressed with zlib (RFC 1950; relto writes level 1, any
+level decompresses alike). A 1,000-item page of consecutive versions packs into under 100 bytes; a sparse one
+(a restricted reader's) into about 2 bytes per item.
 
 `verify` walks records in seq order in constant memory and names the first that breaks the chain.
 Checkpoints, which let the oldest records leave the database, are in relto.domain.checkpoints.
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import operator
 import sys
 import zlib
 from array import array
@@ -205,10 +207,12 @@ def record_hash(record: Decision) -> str:
 
 def pack_refs(refs: Sequence[int]) -> bytes:
     """The stored form of a record's refs (module docstring): zlib of little-endian int64 differences."""
-    deltas = array("q", (b - a for a, b in itertools.pairwise(itertools.chain((0,), refs))))
+    deltas = array("q", map(operator.sub, refs, itertools.chain((0,), refs)))  # map: no Python-level loop
     if sys.byteorder == "big":
         deltas.byteswap()
-    return zlib.compress(deltas.tobytes())
+    # Level 1: a sparse page (a restricted reader's) packs to ~2 bytes per item either way, for a third of the
+    # time of the default level on the flush thread.
+    return zlib.compress(deltas.tobytes(), 1)
 
 
 def unpack_refs(blob: bytes) -> tuple[int, ...]:
