@@ -237,7 +237,8 @@ def verify_log(
     total = counted if archives else result.count
     line = f"OK: {total} records, head {result.head}"
     if checkpoints:
-        where = f"records 1 to {start} from {len(archives)} archive files" if archives else f"checkpoint {start}"
+        files = f"{len(archives)} archive file{'' if len(archives) == 1 else 's'}"
+        where = f"records 1 to {start} from {files}" if archives else f"checkpoint {start}"
         line += f" ({where}, signed by {fingerprint(key)})"
     return Verdict(True, line, total, result.head, seen)
 
