@@ -63,6 +63,11 @@ def test_archive_moves_records_out_and_verify_stays_true(database: Database, nod
     assert [r.seq for r in before] == [1, 2, 3, 4, 5, 6]
     # Writes and reads refer to the versions (the deleted one's too, through its tombstone).
     assert all(r.format == 2 and r.refs and 0 not in r.refs for r in before)
+    # Who received an object: found through the references, its deleted version's too.
+    gone = stix_indicator(1)["id"]
+    assert [r.seq for r in node.store.decisions(0, 100, object_id=gone)] == [1, 2, 3, 4]
+    assert [r.seq for r in node.store.decisions(0, 2, object_id=gone, newest=True)] == [3, 4]
+    assert [r.seq for r in node.store.decisions(0, 100, object_id=stix_indicator(2)["id"])] == [1, 2, 3, 5, 6]
     first, second = tmp_path / "1.jsonl.gz", tmp_path / "2.jsonl.gz"
 
     done = audit(database, "archive", "--upto", "2", "--to", str(first))
