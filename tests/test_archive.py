@@ -76,6 +76,8 @@ def test_archive_moves_records_out_and_verify_stays_true(database: Database, nod
     assert done.stdout.startswith(f"archived 2 records (1 to 2) to {first}; checkpoint at record 2, hash ")
     assert done.stdout.strip().endswith(f"signed by {fingerprint(key)}")
     assert [r.seq for r in node.store.decisions(0, 100)] == [3, 4, 5, 6]
+    again = audit(database, "archive", "--upto", "2", "--to", str(tmp_path / "again.gz"))
+    assert again.exit_code == 2 and "nothing to archive: records up to 2 are archived already" in again.output
     assert audit(database, "verify").stdout.strip() == (
         f"OK: 4 records, head {before[-1].hash} (checkpoint 2, signed by {fingerprint(key)})"
     )
@@ -118,7 +120,9 @@ def test_archive_refuses_what_it_cannot_do_and_changes_nothing(tmp_path: Path) -
     assert "exactly one of --before TIME and --upto SEQ" in refused("--to", str(out))
     assert "exactly one of" in refused("--upto", "1", "--before", "2100-01-01", "--to", str(out))
     assert "there is no record 9: the log ends at record 6" in refused("--upto", "9", "--to", str(out))
-    assert "nothing to archive: records up to 0" in refused("--before", "2000-01-01", "--to", str(out))
+    assert "nothing to archive: no record was decided before 2000-01-01" in refused(
+        "--before", "2000-01-01", "--to", str(out)
+    )
     out.write_bytes(b"")
     assert "exists: an archive is never overwritten" in refused("--upto", "1", "--to", str(out))
     out.unlink()

@@ -117,7 +117,11 @@ def audit_archive(data: Path | None, database: str | None, before: str | None, u
     try:
         last = node.store.last_decision_before(until) if until is not None else int(upto or 0)
         checkpoints = node.store.checkpoints()
-        total = last - (checkpoints[-1].seq if checkpoints else 0)
+        start = checkpoints[-1].seq if checkpoints else 0
+        if until is not None and last <= start:
+            after = f"after the last archived record ({start}) " if start else ""
+            raise ReltoError(f"nothing to archive: no record {after}was decided before {before}")
+        total = last - start
 
         def progress(n: int) -> None:
             if n % _ARCHIVE_PROGRESS_EVERY == 0:
