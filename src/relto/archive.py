@@ -111,6 +111,8 @@ def archive(
     partial = to.with_name(to.name + ".partial")
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the log names who saw what
+    except FileExistsError as exc:
+        raise ArchiveError(f"{partial} exists: an archive was interrupted there; remove it and try again") from exc
     except OSError as exc:
         raise ArchiveError(f"cannot write {partial}: {exc.strerror}") from exc
     try:

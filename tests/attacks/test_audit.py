@@ -208,13 +208,13 @@ def test_references_that_no_longer_mean_what_was_released_are_named(
     templates: tuple[Path, Path], tmp_path: Path, statement: str
 ) -> None:
     """Records refer to version rows: rows edited, renumbered or deleted without their tombstone would make
-    them say something else. Record 2 (a read) is the first to have released the version deleted later."""
+    them say something else. Record 1 (the publish) is the first to refer to the versions, the deleted one too."""
     database, node = copied(templates[0], tmp_path)
     try:
         assert verdict(database).startswith("OK: 6 records")
         tamper(node.store, statement)
         assert verdict(database) == (
-            "BROKEN at record 2: references changed (its references no longer resolve to the versions it released: "
+            "BROKEN at record 1: references changed (its references no longer resolve to the versions it released: "
             "a version row renumbered, edited, or deleted without its tombstone)"
         )
     finally:
