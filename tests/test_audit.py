@@ -49,6 +49,7 @@ from relto.store import Store
 from relto.store.base import NodeInfo
 from relto.store.postgres import PostgresStore
 from relto.store.sql import SQLStore
+from relto.taxii.filters import Filters
 from tests.conftest import ROOT, Database, Harness, make_node, relto
 
 C = "11111111-1111-4111-8111-111111111111"
@@ -571,18 +572,36 @@ def test_cli_show(database: Database) -> None:
 
 
 def test_the_auditors_script_in_the_docs_agrees(tmp_path: Path) -> None:
-    """docs/audit.md's standard-library check gives relto's answers, intact and tampered."""
+    """docs/audit.md's standard-library check gives relto's answers, intact and tampered, on a log of both
+    formats, with copies and references (a deleted version's too), from the last checkpoint."""
     script = tmp_path / "auditor.py"
     script.write_text((ROOT / "docs" / "audit.md").read_text().split("```python\n", 1)[1].split("```", 1)[0])
     db = Database("sqlite", ("--data", str(tmp_path / "node")))
-    relto("init", *db.args, "--nation", "GBR")
-    store = db.open()
+    node = make_node(db)
+    store = node.store
+
+    def ours() -> str:
+        return str(CliRunner().invoke(main, ["audit", "verify", *db.args]).stdout.strip())
+
     try:
+        old = PendingDecision(at=1, token_id=1, nation="GBR", path="taxii.objects", collection=C, items=(("x--1", V),))
+        v1 = hashlib.sha256(encode_v1(1, old, GENESIS)).hexdigest()
+        tamper(  # a record an older relto wrote (format 1)
+            store,
+            "INSERT INTO decisions (seq, at, token_id, nation, path, collection, items, prev_hash, hash, format) "
+            f"""VALUES (1, 1, 1, 'GBR', 'taxii.objects', '{C}', '[["x--1","{V}"]]', '{GENESIS}', '{v1}', 1)""",
+        )
         log = DecisionLog(store, enabled=True, flush_seconds=60)
         log.record(GBR, "taxii.objects", C, [("indicator--é\u2028", V), ("ipv4-addr--1", None)])
         log.record(KOR, "stream", C, [("indicator--2", V)])
         log.record(GBR, "publish", C, [])
         log.close()
+        coll = node.add_collection("c").id
+        node.publish(GBR, coll, [stix_indicator(1), stix_indicator(2)])  # record 5
+        node.read(GBR, coll, Filters(limit=10))
+        node.delete_object(GBR, coll, stix_indicator(1)["id"], Filters(limit=10))
+        node.decisions.flush()
+        assert [r.format for r in store.decisions(0, 100)] == [1, 2, 2, 2, 2, 2, 2]
 
         def audited() -> tuple[int, str]:
             done = subprocess.run(
@@ -590,11 +609,16 @@ def test_the_auditors_script_in_the_docs_agrees(tmp_path: Path) -> None:
             )
             return done.returncode, (done.stdout + done.stderr).strip()
 
-        assert audited() == (0, relto("audit", "verify", *db.args))
-        tamper(store, "UPDATE decisions SET path = 'stream' WHERE seq = 3")
-        assert audited() == (1, "BROKEN at record 3: edited")
+        assert audited() == (0, ours())
+        archived = CliRunner().invoke(main, ["audit", "archive", *db.args, "--upto", "2", "--to", str(tmp_path / "a")])
+        assert archived.exit_code == 0, archived.output
+        assert ours().startswith("OK: 5 records") and audited() == (0, ours().split(" (")[0])
+        tamper(store, "DELETE FROM deletions")
+        assert audited() == (1, "BROKEN at record 5: references changed")
+        tamper(store, "UPDATE decisions SET path = 'stream' WHERE seq = 4")
+        assert audited() == (1, "BROKEN at record 4: edited")
     finally:
-        store.close()
+        node.close()
 
 
 def test_postgres_compresses_items_with_lz4_where_it_can(store: Store) -> None:
