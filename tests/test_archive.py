@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from relto.archive import signing_key
 from relto.cli import main
+from relto.decisions import DecisionLog
 from relto.domain.checkpoints import fingerprint, public_key, sign
 from relto.domain.parties import Party
 from relto.node import Node
@@ -184,3 +185,18 @@ def stored(path: Path, count: int) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError(f"the log did not reach {count} records")
+
+
+def test_archive_reports_progress_on_stderr(tmp_path: Path) -> None:
+    database = Database("sqlite", ("--data", str(tmp_path / "node")))
+    node = make_node(database)
+    try:
+        log = DecisionLog(node.store, enabled=True, flush_seconds=3600)
+        for _ in range(1_001):
+            log.record(GBR, "taxii.objects", "c", [])
+        log.close()
+        done = audit(database, "archive", "--upto", "1001", "--to", str(tmp_path / "a.gz"))
+    finally:
+        node.close()
+    assert done.exit_code == 0 and "archived 1,000 of 1,001 records ..." in done.stderr
+    assert done.stdout.startswith("archived 1,001 records (1 to 1001)")

@@ -15,7 +15,7 @@ from relto.domain.parties import check_nation
 from relto.domain.timestamps import parse_instant
 
 # audit: the decision log ------------------------------------------------------------------------------
-_ARCHIVE_PROGRESS_EVERY = 10_000
+_ARCHIVE_PROGRESS_EVERY = 1_000  # records of up to 1,000 items each
 
 
 @click.group()
@@ -133,7 +133,7 @@ def audit_archive(data: Path | None, database: str | None, before: str | None, u
     finally:
         node.close()
     click.echo(
-        f"archived {checkpoint.count} records ({checkpoint.seq - checkpoint.count + 1} to {checkpoint.seq}) to {to}; "
+        f"archived {checkpoint.count:,} records ({checkpoint.seq - checkpoint.count + 1} to {checkpoint.seq}) to {to}; "
         f"checkpoint at record {checkpoint.seq}, hash {checkpoint.hash}, signed by {fingerprint(checkpoint.public_key)}"
     )
 
