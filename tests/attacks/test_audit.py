@@ -190,6 +190,8 @@ def test_a_replaced_node_key_is_caught_by_the_key_kept_elsewhere(
         )
     assert verdict(database).startswith("OK: 2 records")  # the database agrees with itself ...
     assert verdict(database, "--key", kept).startswith("BROKEN at checkpoint 2: it is signed with another key")
+    bad = audit(database, "verify", "--key", "not-a-key")
+    assert bad.exit_code == 2 and "64 hex digits" in bad.output
     # ... and the archives, signed with the real key, no longer agree with it.
     assert verdict(database, "--archive", str(first), "--archive", str(second)).startswith(
         "BROKEN at checkpoint 2 (1.jsonl.gz): it is signed with another key"

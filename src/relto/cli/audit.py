@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -62,6 +63,10 @@ def audit_verify(
     from relto.archive import signing_key, verify_log
     from relto.domain.checkpoints import public_key
 
+    if key is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", key):
+        raise click.BadParameter(
+            "an Ed25519 public key is 64 hex digits (as `relto audit key` prints it)", param_hint="--key"
+        )
     node = admin.open_node(data, database)
     try:
         verdict = verify_log(
