@@ -10,17 +10,24 @@ Run from the repository root:
    through TAXII pages (limit=1000, following `next`) on one kept-alive connection. Reported: objects/s per
    round, the median per server, the ratio on/off of the medians and the median of each round's ratio
    (1.00: the log costs nothing; the latter is steadier on a shared machine).
-4. In-process, without HTTP: the cost of one DecisionLog.record() call for a 1,000-item page, and of writing
-   such records (flush), per record.
+4. In-process, without HTTP: the cost of one DecisionLog.record() call for a 1,000-item page (with its
+   references), and of writing such records (flush), per record.
 5. The servers are stopped (shutdown flushes the log) and `relto audit verify` walks what the "on" server
    recorded: records and seconds.
+6. Stored bytes per released item, side by side: the records as stored (format 2, references) and the same
+   records copied into a scratch table as relto stored them before (format 1, every (id, version) copied);
+   table and index size over the items they hold (SQLite: dbstat; PostgreSQL: pg_total_relation_size).
+7. `relto audit archive` of every record, then `relto audit verify --archive` of the file: seconds, and the
+   archive's size per item.
 Progress goes to stderr; the figures to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -94,7 +101,8 @@ def sweep(client: TaxiiClient, path: str, name: str, expected: int) -> float:
 
 
 def record_costs(count: int, items: int) -> dict[str, float]:
-    """In-process: microseconds per DecisionLog.record() of `items` items, and per record written by flush."""
+    """In-process: microseconds per DecisionLog.record() of `items` items (and their references), and per
+    record written by flush."""
     from relto.decisions import DecisionLog
     from relto.domain.parties import Party
     from relto.store.sqlite import SQLiteStore
@@ -108,16 +116,26 @@ def record_costs(count: int, items: int) -> dict[str, float]:
                 (f"attack-pattern--{n:08d}-0000-4000-8000-000000000000", "2024-10-18T09:30:00.000Z")
                 for n in range(items)
             ]
+            refs = list(range(1_000_000, 1_000_000 + items))  # a page of consecutive versions
             start = time.perf_counter()
             for _ in range(count):
-                decisions.record(party, "taxii.objects", "11111111-1111-4111-8111-111111111111", page)
+                decisions.record(party, "taxii.objects", "11111111-1111-4111-8111-111111111111", page, refs)
             recorded = time.perf_counter() - start
             start = time.perf_counter()
             decisions.close()
             flushed = time.perf_counter() - start
         finally:
             store.close()
-    return {"record_us": recorded / count * 1e6, "flush_us_per_record": flushed / count * 1e6}
+    # A restricted reader's page refers to scattered versions: 1,000 of 10,000 (a 10% reader), at random.
+    from relto.domain.audit import pack_refs
+
+    scattered = sorted(random.Random(16).sample(range(1_000_000, 1_010_000), items))
+    return {
+        "record_us": recorded / count * 1e6,
+        "flush_us_per_record": flushed / count * 1e6,
+        "packed_consecutive_bytes": len(pack_refs(refs)),
+        "packed_scattered_bytes": len(pack_refs(scattered)),
+    }
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -146,7 +164,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         start = time.perf_counter()
         verified = run_cli([args.relto, "audit", "verify", *where])
         verify_s = time.perf_counter() - start
-    log(f"relto audit verify: {verified} ({verify_s:.1f} s)")
+        log(f"relto audit verify: {verified} ({verify_s:.1f} s)")
+        sizes = log_sizes(db.url)
+        log(f"bytes per item: {sizes['v1_bytes_per_item']:.1f} copied, {sizes['v2_bytes_per_item']:.2f} referenced")
+        archived = archive_and_verify(args.relto, where, workdir / "decisions-1.jsonl.gz", sizes["items"])
     costs = record_costs(args.record_calls, 1000)
     on_median, off_median = statistics.median(rates["on"]), statistics.median(rates["off"])
     # Each round's two sweeps run back to back, so their ratio sees the same machine load: the median of
@@ -165,7 +186,85 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "paired_ratio_on_off": paired,
         "verify": verified,
         "verify_s": verify_s,
+        **sizes,
+        **archived,
         **costs,
+    }
+
+
+def log_sizes(url: str) -> dict[str, Any]:
+    """Stored bytes per released item of the log as written (format 2) and of the same records copied into a
+    scratch table the way format 1 stored them; the scratch table is dropped afterwards."""
+    from sqlalchemy import Column, Index, MetaData, Table, create_engine, insert, text
+
+    from relto.domain.audit import GENESIS, encode_v1
+    from relto.store.open import open_store
+    from relto.store.postgres import engine_url
+    from relto.store.schema import decisions as t
+
+    store = open_store(url=url) if url.startswith("postgresql") else open_store(data=Path(url[10:]).parent)
+    try:
+        records = store.decisions(0, 1_000_000)
+    finally:
+        store.close()
+    rows, prev = [], GENESIS
+    for r in records:
+        digest = hashlib.sha256(encode_v1(r.seq, r.fields, prev)).hexdigest()
+        fields = {k: getattr(r, k) for k in ("seq", "at", "token_id", "nation", "path", "collection")}
+        rows.append({**fields, "items": orjson.dumps(r.items).decode(), "prev_hash": prev, "hash": digest})
+        prev = digest
+    engine = create_engine(engine_url(url) if url.startswith("postgresql") else url)
+    scratch = "bench_decisions_v1"
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":  # the same columns, index and lz4 setting as `decisions`
+                conn.exec_driver_sql(f"CREATE TABLE {scratch} (LIKE decisions INCLUDING ALL)")
+                copy = Table(scratch, MetaData(), autoload_with=conn)
+            else:
+                columns = [Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in t.columns]
+                copy = Table(scratch, MetaData(), *columns, Index(f"ix_{scratch}_at", "at"))
+                copy.create(conn)
+            conn.execute(insert(copy), [{**row, "format": 1} for row in rows])
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                size = "SELECT pg_total_relation_size(:table)"
+            else:  # the table's pages and its indexes' (dbstat, in SQLite's own build)
+                size = (
+                    "SELECT SUM(pgsize) FROM dbstat WHERE name IN "
+                    "(SELECT name FROM sqlite_master WHERE tbl_name = :table)"
+                )
+            v1, v2 = (int(conn.execute(text(size), {"table": name}).scalar() or 0) for name in (scratch, "decisions"))
+            conn.exec_driver_sql(f"DROP TABLE {scratch}")
+    finally:
+        engine.dispose()
+    items = sum(len(r.items) for r in records)
+    return {
+        "records": len(records),
+        "items": items,
+        "v1_bytes": v1,
+        "v2_bytes": v2,
+        "v1_bytes_per_item": v1 / items,
+        "v2_bytes_per_item": v2 / items,
+    }
+
+
+def archive_and_verify(binary: str, where: list[str], path: Path, items: int) -> dict[str, Any]:
+    """`relto audit archive` of every record, then `relto audit verify --archive` of the file: seconds."""
+    start = time.perf_counter()
+    archived = run_cli([binary, "audit", "archive", *where, "--before", "2999-01-01", "--to", str(path)])
+    archive_s = time.perf_counter() - start
+    log(f"relto audit archive: {archived} ({archive_s:.1f} s)")
+    start = time.perf_counter()
+    verified = run_cli([binary, "audit", "verify", *where, "--archive", str(path)])
+    verify_s = time.perf_counter() - start
+    log(f"relto audit verify --archive: {verified} ({verify_s:.1f} s)")
+    size = path.stat().st_size
+    return {
+        "archive_s": archive_s,
+        "archive_verify": verified,
+        "archive_verify_s": verify_s,
+        "archive_bytes": size,
+        "archive_bytes_per_item": size / items,
     }
 
 
@@ -178,7 +277,17 @@ def report(result: dict[str, Any]) -> None:
     print(f"ratio on/off: {ratio:.2f} (of the medians); {paired:.2f} (median of each round's ratio)")
     record, flush = result["record_us"], result["flush_us_per_record"]
     print(f"record() of a 1,000-item page: {record:.1f} µs; flush: {flush:.0f} µs per record")
+    consecutive, scattered = result["packed_consecutive_bytes"], result["packed_scattered_bytes"]
+    print(f"references of a 1,000-item page packed: {consecutive} bytes (consecutive), {scattered} (a 10% reader's)")
     print(f"relto audit verify: {result['verify']} in {result['verify_s']:.1f} s")
+    items, records = result["items"], result["records"]
+    print(f"stored log: {records:,} records, {items:,} items released")
+    v1, v2 = result["v1_bytes"], result["v2_bytes"]
+    print(f"  format 1 (copies):    {v1:>12,} bytes, {result['v1_bytes_per_item']:8.2f} bytes per item")
+    print(f"  format 2 (references):{v2:>12,} bytes, {result['v2_bytes_per_item']:8.2f} bytes per item")
+    print(f"relto audit archive (every record): {result['archive_s']:.1f} s, file {result['archive_bytes']:,} bytes")
+    print(f"  ({result['archive_bytes_per_item']:.1f} bytes per item, references resolved)")
+    print(f"relto audit verify --archive: {result['archive_verify']} in {result['archive_verify_s']:.1f} s")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -6,10 +6,12 @@ import hashlib
 import itertools
 import json
 import logging
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,11 +28,15 @@ from relto.domain.audit import (
     DELETED_OR_REORDERED,
     EDITED,
     GENESIS,
+    MEANING_CHANGED,
     Decision,
     PendingDecision,
     chain,
     encode,
+    encode_v1,
+    pack_refs,
     seal,
+    unpack_refs,
     verify,
 )
 from relto.domain.communities import default_communities
@@ -43,6 +49,7 @@ from relto.store import Store
 from relto.store.base import NodeInfo
 from relto.store.postgres import PostgresStore
 from relto.store.sql import SQLStore
+from relto.taxii.filters import Filters
 from tests.conftest import ROOT, Database, Harness, make_node, relto
 
 C = "11111111-1111-4111-8111-111111111111"
@@ -95,18 +102,46 @@ def test_encoding_can_be_reimplemented_from_the_docstring() -> None:
         nation="KOR",
         path="taxii.objects",
         collection=C,
-        items=(('indicator--é\u2028"\\\n\x01', V), ("ipv4-addr--1", None)),
+        items=(('indicator--é\u2028"\\\n\x01', V), ("ipv4-addr--1", None), ("indicator--3", V)),
+        refs=(0, 41, 43),
     )
     prev = "ab" * 32
-    doc = ["relto.decision.1", 3, fields.at, 7, "KOR", "taxii.objects", C, [list(i) for i in fields.items], prev]
-    theirs = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    digest = hashlib.sha256(dumps([list(i) for i in fields.items])).hexdigest()
+    doc = ["relto.decision.2", 3, fields.at, 7, "KOR", "taxii.objects", C, [0, 41, 43], [list(fields.items[0])]]
+    theirs = dumps([*doc, digest, prev])
     assert encode(3, fields, prev) == theirs
     assert chain(prev, 3, fields) == hashlib.sha256(theirs).hexdigest()
+    record = seal(prev, 3, fields)
+    assert record.digest == digest and record.hash == hashlib.sha256(theirs).hexdigest()
+    # Format 1, as records written before references were, still verifies by its own encoding.
+    v1 = ["relto.decision.1", 3, fields.at, 7, "KOR", "taxii.objects", C, [list(i) for i in fields.items], prev]
+    assert encode_v1(3, fields, prev) == dumps(v1)
+    old = replace(record, format=1, refs=(), digest="", hash=hashlib.sha256(dumps(v1)).hexdigest())
+    assert verify([old], after_seq=2, prev_hash=prev).ok
+
+
+def test_refs_pack_as_documented() -> None:
+    """zlib of little-endian int64 differences (module docstring), tiny for a page of consecutive versions."""
+    refs = (*range(5_000, 6_000), 0, 7, 2**40)
+    blob = pack_refs(refs)
+    deltas = struct.unpack(f"<{len(refs)}q", zlib.decompress(blob))
+    assert tuple(itertools.accumulate(deltas)) == refs == unpack_refs(blob)
+    assert len(pack_refs(range(5_000, 6_000))) < 100
+    with pytest.raises(ValueError):
+        unpack_refs(b"not zlib")
 
 
 def test_encoding_is_frozen() -> None:
-    """A change to the encoding would break every stored chain: this hash must never change."""
-    assert chain(GENESIS, 1, pending(1)) == "1bb56f1cf311ae77c3b9e3961fa6f93b53a3a694719a77e2a387327e02a0aac1"
+    """A change to an encoding would break every stored chain: these hashes must never change."""
+    assert chain(GENESIS, 1, pending(1)) == "a29f1b2e3a5dd41a4a43ab6d3f076fadc8ee2e9556192018d0f732e9c77d0ce3"
+    with_refs = replace(pending(1), refs=(17, 0))
+    assert chain(GENESIS, 1, with_refs) == "773142ad06d701966b5e2ae6628189533e44664d6894734ba9b32227b2a0a2ae"
+    v1 = hashlib.sha256(encode_v1(1, pending(1), GENESIS)).hexdigest()
+    assert v1 == "1bb56f1cf311ae77c3b9e3961fa6f93b53a3a694719a77e2a387327e02a0aac1"
 
 
 def test_every_field_is_covered_by_the_hash() -> None:
@@ -120,10 +155,26 @@ def test_every_field_is_covered_by_the_hash() -> None:
         {"items": record.items[:1]},
         {"items": ((record.items[0][0], "2024-10-18T09:30:00.001Z"), record.items[1])},
         {"items": tuple(reversed(record.items))},
+        {"digest": "0" * 64},
     ]
     for change in changes:
         result = verify([replace(record, **change)])
         assert (result.ok, result.broken_at, result.reason) == (False, 1, EDITED), change
+    for fmt in (1, 3):
+        assert verify([replace(record, format=fmt)]).reason == EDITED
+
+
+def test_references_are_covered_and_bound_to_their_meaning() -> None:
+    record = seal(GENESIS, 1, replace(pending(1), refs=(17, 0)))
+    assert verify([record]).ok and record.refs == (17, 0)
+    for refs in ((18, 0), (17, 5), (0, 0)):
+        assert verify([replace(record, refs=refs)]).reason == EDITED, refs
+    # The reference resolves to another version than was released: the digest says so.
+    moved = replace(record, items=(("indicator--other", V), record.items[1]))
+    result = verify([moved])
+    assert (result.ok, result.broken_at, result.reason) == (False, 1, MEANING_CHANGED)
+    with pytest.raises(ValueError):
+        seal(GENESIS, 1, replace(pending(1), refs=(17,)))
 
 
 def test_edited_record_breaks_at_itself() -> None:
@@ -441,7 +492,7 @@ def test_migration_matches_the_schema(store: Store) -> None:
 
     with cast(SQLStore, store).engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
-    assert [d for d in diffs if "decisions" in repr(d)] == []
+    assert [d for d in diffs if any(n in repr(d) for n in ("decisions", "checkpoints", "version_seq"))] == []
 
 
 # --- the CLI -----------------------------------------------------------------------------------------
@@ -521,18 +572,36 @@ def test_cli_show(database: Database) -> None:
 
 
 def test_the_auditors_script_in_the_docs_agrees(tmp_path: Path) -> None:
-    """docs/audit.md's standard-library check gives relto's answers, intact and tampered."""
+    """docs/audit.md's standard-library check gives relto's answers, intact and tampered, on a log of both
+    formats, with copies and references (a deleted version's too), from the last checkpoint."""
     script = tmp_path / "auditor.py"
     script.write_text((ROOT / "docs" / "audit.md").read_text().split("```python\n", 1)[1].split("```", 1)[0])
     db = Database("sqlite", ("--data", str(tmp_path / "node")))
-    relto("init", *db.args, "--nation", "GBR")
-    store = db.open()
+    node = make_node(db)
+    store = node.store
+
+    def ours() -> str:
+        return str(CliRunner().invoke(main, ["audit", "verify", *db.args]).stdout.strip())
+
     try:
+        old = PendingDecision(at=1, token_id=1, nation="GBR", path="taxii.objects", collection=C, items=(("x--1", V),))
+        v1 = hashlib.sha256(encode_v1(1, old, GENESIS)).hexdigest()
+        tamper(  # a record an older relto wrote (format 1)
+            store,
+            "INSERT INTO decisions (seq, at, token_id, nation, path, collection, items, prev_hash, hash, format) "
+            f"""VALUES (1, 1, 1, 'GBR', 'taxii.objects', '{C}', '[["x--1","{V}"]]', '{GENESIS}', '{v1}', 1)""",
+        )
         log = DecisionLog(store, enabled=True, flush_seconds=60)
         log.record(GBR, "taxii.objects", C, [("indicator--é\u2028", V), ("ipv4-addr--1", None)])
         log.record(KOR, "stream", C, [("indicator--2", V)])
         log.record(GBR, "publish", C, [])
         log.close()
+        coll = node.add_collection("c").id
+        node.publish(GBR, coll, [stix_indicator(1), stix_indicator(2)])  # record 5
+        node.read(GBR, coll, Filters(limit=10))
+        node.delete_object(GBR, coll, stix_indicator(1)["id"], Filters(limit=10))
+        node.decisions.flush()
+        assert [r.format for r in store.decisions(0, 100)] == [1, 2, 2, 2, 2, 2, 2]
 
         def audited() -> tuple[int, str]:
             done = subprocess.run(
@@ -540,11 +609,16 @@ def test_the_auditors_script_in_the_docs_agrees(tmp_path: Path) -> None:
             )
             return done.returncode, (done.stdout + done.stderr).strip()
 
-        assert audited() == (0, relto("audit", "verify", *db.args))
-        tamper(store, "UPDATE decisions SET path = 'stream' WHERE seq = 3")
-        assert audited() == (1, "BROKEN at record 3: edited")
+        assert audited() == (0, ours())
+        archived = CliRunner().invoke(main, ["audit", "archive", *db.args, "--upto", "2", "--to", str(tmp_path / "a")])
+        assert archived.exit_code == 0, archived.output
+        assert ours().startswith("OK: 5 records") and audited() == (0, ours().split(" (")[0])
+        tamper(store, "DELETE FROM deletions")
+        assert audited() == (1, "BROKEN at record 5: references changed")
+        tamper(store, "UPDATE decisions SET path = 'stream' WHERE seq = 4")
+        assert audited() == (1, "BROKEN at record 4: edited")
     finally:
-        store.close()
+        node.close()
 
 
 def test_postgres_compresses_items_with_lz4_where_it_can(store: Store) -> None:

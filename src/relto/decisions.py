@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from relto.domain.audit import Decision, Item, PendingDecision
@@ -57,8 +57,14 @@ class DecisionLog:
         """How many records wait for the next flush."""
         return len(self._buffer)
 
-    def record(self, party: Party, path: str, collection_id: str, items: Iterable[Item]) -> None:
-        """Note that `party` was released (or wrote) these (stix id, version text or None) pairs; no I/O."""
+    def record(
+        self, party: Party, path: str, collection_id: str, items: Iterable[Item], refs: Sequence[int] = ()
+    ) -> None:
+        """Note that `party` was released (or wrote) these (stix id, version text or None) pairs; no I/O.
+
+        `refs`: per item, the sequence of the stored version it is (0: not a stored version), so the record
+        keeps a reference instead of a copy; empty: every item is kept as a copy.
+        """
         if not self.enabled:
             return
         pending = PendingDecision(
@@ -68,6 +74,7 @@ class DecisionLog:
             path=path,
             collection=collection_id,
             items=tuple(items),
+            refs=tuple(refs),
         )
         with self._lock:
             self._buffer.append(pending)
@@ -137,11 +144,17 @@ class DecisionLog:
         )
 
 
-def all_decisions(store: DecisionStore, after_seq: int = 0, batch: int = 100) -> Iterator[Decision]:
-    """Every decision record after `after_seq`, in seq order, read `batch` at a time (constant memory)."""
+def all_decisions(
+    store: DecisionStore, after_seq: int = 0, batch: int = 100, upto: int | None = None
+) -> Iterator[Decision]:
+    """Every decision record after `after_seq` (up to `upto`), in seq order, read `batch` at a time (constant
+    memory)."""
     while True:
         page = store.decisions(after_seq, batch)
-        yield from page
+        for record in page:
+            if upto is not None and record.seq > upto:
+                return
+            yield record
         if len(page) < batch:
             return
         after_seq = page[-1].seq
@@ -171,6 +184,9 @@ def as_json(record: Decision, key_ids: Mapping[int, str]) -> dict[str, Any]:
         "path": record.path,
         "collection": record.collection,
         "items": [list(item) for item in record.items],
+        "format": record.format,
+        "refs": list(record.full_refs) if record.format != 1 else None,
+        "digest": record.digest or None,
         "prev_hash": record.prev_hash,
         "hash": record.hash,
     }

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from relto.admin import issue_token
+from relto.domain.audit import verify
 from relto.domain.errors import Forbidden, InvalidRequest
 from relto.domain.levels import DEFAULT_LEVELS, Ladder
 from relto.domain.markings import TLP_IDS, releasability_marking
@@ -116,11 +117,14 @@ def test_peer_receives_exactly_what_its_nation_may(pair: Any) -> None:
         down._query(Party(token_id=0, nation="GBR", clearance=3), col, Filters(limit=10), ids=(mine["id"],))
     )
     assert [r.originator for r in rows] == ["GBR"]
-    # Every release recorded, on both sides.
+    # Every release recorded, on both sides, each by reference to its own node's version rows.
     up.decisions.flush()
-    assert any(d.path == "federation" for d in up.store.decisions(limit=100))
+    sent = [d for d in up.store.decisions(limit=100) if d.path == "federation"]
+    assert sent and all(d.refs and 0 not in d.refs for d in sent)
     down.decisions.flush()
-    assert any(d.path == "federation.receive" for d in down.store.decisions(limit=100))
+    received = [d for d in down.store.decisions(limit=100) if d.path == "federation.receive"]
+    assert {i for d in received for i, _ in d.items} == {o["id"] for o in (rel_kor, mine, amber)}
+    assert all(d.refs and 0 not in d.refs for d in received) and verify(down.store.decisions(limit=100)).ok
 
 
 def test_relay_reads_union_and_people_are_refused(pair: Any) -> None:

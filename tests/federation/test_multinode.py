@@ -369,11 +369,9 @@ def hub_decision_head(hub: NodeProc) -> int:
 
 def hub_released_to(hub: NodeProc, nation: str, after: int) -> list[str]:
     """The ids the hub released on the federation feed to node tokens of `nation` after decision `after`."""
-    db = sqlite3.connect(f"file:{hub.data / 'relto.db'}?mode=ro", uri=True)
+    store = open_store(data=hub.data)
     try:
-        rows = db.execute(
-            "SELECT items FROM decisions WHERE seq > ? AND path = 'federation' AND nation = ?", (after, nation)
-        ).fetchall()
+        records = store.decisions(after, 100_000, nation=nation, path="federation")
     finally:
-        db.close()
-    return [item[0] for (items,) in rows for item in orjson.loads(items)]
+        store.close()
+    return [stix_id for record in records for stix_id, _ in record.items]

@@ -3,7 +3,6 @@ upstream releases each version to it once (its decision log says so), and reader
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from relto.store.open import open_store
 from tests.attacks.conftest import indicator, marking
 from tests.conftest import Database, PostgresDatabases, new_database, relto, start_server
 from tests.federation.test_multinode import NodeProc, auth, wait_for
@@ -19,13 +19,13 @@ pytestmark = pytest.mark.slow
 
 
 def released_to(node: NodeProc, nation: str) -> list[str]:
-    """Every id GBR's node released on the federation feed to node tokens of `nation`."""
-    db = sqlite3.connect(f"file:{node.data / 'relto.db'}?mode=ro", uri=True)
+    """Every id GBR's node released on the federation feed to node tokens of `nation` (its decision log)."""
+    store = open_store(data=node.data)
     try:
-        rows = db.execute("SELECT items FROM decisions WHERE path = 'federation' AND nation = ?", (nation,)).fetchall()
+        records = store.decisions(0, 10_000, nation=nation, path="federation")
     finally:
-        db.close()
-    return [item[0] for (items,) in rows for item in orjson.loads(items)]
+        store.close()
+    return [stix_id for record in records for stix_id, _ in record.items]
 
 
 def test_one_process_of_several_workers_follows(tmp_path: Path, postgres: PostgresDatabases | None) -> None:

@@ -10,16 +10,19 @@ no decision log before 0003. The data avoids what an older relto could not store
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from alembic import command
 from sqlalchemy import Engine, MetaData, create_engine, inspect
 
 from relto import admin
+from relto.domain.audit import GENESIS, Decision, encode_v1
 from relto.node import Node
 from relto.store.migrate import _config, current_revision, head_revision
 from relto.store.open import DB_FILE, open_store
@@ -27,7 +30,7 @@ from relto.store.postgres import engine_url
 from tests.conftest import PostgresDatabases, make_node
 from tests.store.test_backup import cli, populate, views
 
-OLD = ("0001", "0002", "0003", "0004")
+OLD = ("0001", "0002", "0003", "0004", "0005")
 
 
 class Original:
@@ -37,6 +40,8 @@ class Original:
         node = make_node(folder)
         self.coll, self.tokens = populate(node)
         self.views = views(node, self.coll, self.tokens)
+        node.decisions.flush()
+        self.v1_decisions = format_1(node.store.decisions(0, 1000))
         node.close()
         engine = create_engine(f"sqlite:///{folder / DB_FILE}")
         found = MetaData()
@@ -51,6 +56,17 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> Original:
     return Original(tmp_path_factory.mktemp("original") / "node")
 
 
+def format_1(records: list[Decision]) -> list[dict[str, Any]]:
+    """The decision rows an older relto wrote for the same decisions: format 1, every item copied."""
+    rows, prev = [], GENESIS
+    for r in records:
+        digest = hashlib.sha256(encode_v1(r.seq, r.fields, prev)).hexdigest()
+        rows.append({**{k: getattr(r, k) for k in ("seq", "at", "token_id", "nation", "path", "collection")}})
+        rows[-1].update(items=orjson.dumps(r.items).decode(), prev_hash=prev, hash=digest)
+        prev = digest
+    return rows
+
+
 def build_old(engine: Engine, revision: str, original: Original) -> None:
     """Migrate an empty database to `revision` with the old migrations, then write the original's rows in
     that revision's shape."""
@@ -61,6 +77,7 @@ def build_old(engine: Engine, revision: str, original: Original) -> None:
     old = MetaData()
     old.reflect(engine)
     rows = dict(original.rows)
+    rows["decisions"] = original.v1_decisions  # the log stored copies (format 1) before 0006
     if "marking_definitions" in old.tables:  # before 0004: one definition per id, no publisher
         rows["marking_definitions"] = [{"id": d["id"], "body": d["body"]} for d in rows.pop("definitions")]
     with engine.begin() as conn:
@@ -99,6 +116,14 @@ def test_sqlite_node_upgrades_from(revision: str, original: Original, tmp_path: 
         node.close()
     verified = cli("audit", "verify", "--data", str(folder))
     assert verified.exit_code == 0 and verified.output.startswith("OK: ")
+    if revision == "0005":  # the reads above were recorded in format 2, chained after the format-1 records
+        store = open_store(data=folder)
+        try:
+            formats = [r.format for r in store.decisions(0, 1000)]
+        finally:
+            store.close()
+        old = len(original.v1_decisions)
+        assert formats[:old] == [1] * old and formats[old:] and set(formats[old:]) == {2}
 
 
 def test_serve_open_path_upgrades(original: Original, tmp_path: Path) -> None:

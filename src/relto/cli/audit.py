@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from relto.domain.parties import check_nation
 from relto.domain.timestamps import parse_instant
 
 # audit: the decision log ------------------------------------------------------------------------------
-_PROGRESS_EVERY = 100_000
+_ARCHIVE_PROGRESS_EVERY = 1_000  # records of up to 1,000 items each
 
 
 @click.group()
@@ -30,41 +31,132 @@ def audit() -> None:
     "expected",
     default=None,
     metavar="HASH",
-    help="Also fail unless some record has this hash: a head printed by an earlier verify and kept elsewhere "
-    "(detects a log cut short or rewritten from the start).",
+    help="Also fail unless some record (or checkpoint) has this hash: a head printed by an earlier verify and "
+    "kept elsewhere (detects a log cut short or rewritten from the start).",
 )
-def audit_verify(data: Path | None, database: str | None, expected: str | None) -> None:
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Also walk these archive files (repeat the option, any order): together they must hold every "
+    "archived record and join the database's chain.",
+)
+@click.option(
+    "--key",
+    "key",
+    default=None,
+    metavar="HEX",
+    help="Check checkpoints against this public key (as `relto audit key` printed it, kept elsewhere) instead "
+    "of the one derived from the node's own secret.",
+)
+def audit_verify(
+    data: Path | None, database: str | None, expected: str | None, archives: tuple[Path, ...], key: str | None
+) -> None:
     """Walk the hash chain: print `OK: N records, head HASH` (exit 0) or `BROKEN at record SEQ: REASON` (exit 1).
 
-    Progress goes to stderr every 100,000 records.
+    The walk starts from the last signed checkpoint (records before it were archived), after checking every
+    checkpoint's signature; with --archive it starts from record 1 in the files. Progress goes to stderr
+    every 100,000 records.
     """
-    from collections.abc import Iterator
+    from relto.archive import signing_key, verify_log
+    from relto.domain.checkpoints import public_key
 
-    from relto.decisions import all_decisions
-    from relto.domain.audit import Decision, verify
-
+    if key is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", key):
+        raise click.BadParameter(
+            "an Ed25519 public key is 64 hex digits (as `relto audit key` prints it)", param_hint="--key"
+        )
     node = admin.open_node(data, database)
-    seen = False
-
-    def walk() -> Iterator[Decision]:
-        nonlocal seen
-        for number, record in enumerate(all_decisions(node.store), 1):
-            if number % _PROGRESS_EVERY == 0:
-                err(f"checked {number:,} records ...")
-            seen = seen or record.hash == expected
-            yield record
-
     try:
-        result = verify(walk())
+        verdict = verify_log(
+            node.store,
+            node_id=node.info.node_id,
+            trusted_key=lambda: key.lower() if key else public_key(signing_key(node.store)),
+            archives=archives,
+            expected=expected,
+            progress=lambda n: err(f"checked {n:,} records ..."),
+        )
     finally:
         node.close()
-    if not result.ok:
-        click.echo(f"BROKEN at record {result.broken_at}: {result.reason} ({result.detail})")
+    if verdict.ok and expected is not None and not verdict.seen:
+        click.echo(f"BROKEN after record {verdict.count}: no record has hash {expected} (cut short or rewritten)")
         sys.exit(1)
-    if expected is not None and not seen:
-        click.echo(f"BROKEN after record {result.count}: no record has hash {expected} (cut short or rewritten)")
+    click.echo(verdict.line)
+    if not verdict.ok:
         sys.exit(1)
-    click.echo(f"OK: {result.count} records, head {result.head}")
+
+
+@audit.command("archive")
+@node_options
+@click.option(
+    "--before",
+    default=None,
+    metavar="TIME",
+    help="Archive the records decided before this time (YYYY-MM-DD or ISO 8601, UTC), from the oldest on.",
+)
+@click.option("--upto", default=None, type=click.IntRange(1), metavar="SEQ", help="Archive the records up to SEQ.")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The archive file to write (gzipped JSON lines; it must not exist).",
+)
+def audit_archive(data: Path | None, database: str | None, before: str | None, upto: int | None, to: Path) -> None:
+    """Move the oldest decision records out of the database into FILE, closed by a signed checkpoint.
+
+    The records (from the last checkpoint on, up to --upto SEQ or to the last one decided before --before
+    TIME) are verified, written to FILE with what their references mean, and then deleted in the
+    transaction that stores the checkpoint. `relto audit verify` keeps starting from that checkpoint;
+    `relto audit verify --archive FILE ...` walks the files too. Progress goes to stderr.
+    """
+    from relto.archive import archive, signing_key
+    from relto.domain.checkpoints import fingerprint
+
+    if (before is None) == (upto is None):
+        raise click.UsageError("give exactly one of --before TIME and --upto SEQ")
+    until = parse_instant(before, "--before") if before is not None else None
+    node = admin.open_node(data, database)
+    try:
+        last = node.store.last_decision_before(until) if until is not None else int(upto or 0)
+        checkpoints = node.store.checkpoints()
+        start = checkpoints[-1].seq if checkpoints else 0
+        if until is not None and last <= start:
+            after = f"after the last archived record ({start}) " if start else ""
+            raise ReltoError(f"nothing to archive: no record {after}was decided before {before}")
+        total = last - start
+
+        def progress(n: int) -> None:
+            if n % _ARCHIVE_PROGRESS_EVERY == 0:
+                err(f"archived {n:,} of {total:,} records ...")
+
+        checkpoint = archive(
+            node.store, node_id=node.info.node_id, key=signing_key(node.store), upto=last, to=to, progress=progress
+        )
+    finally:
+        node.close()
+    click.echo(
+        f"archived {checkpoint.count:,} records ({checkpoint.seq - checkpoint.count + 1} to {checkpoint.seq}) to {to}; "
+        f"checkpoint at record {checkpoint.seq}, hash {checkpoint.hash}, signed by {fingerprint(checkpoint.public_key)}"
+    )
+
+
+@audit.command("key")
+@node_options
+def audit_key(data: Path | None, database: str | None) -> None:
+    """Print the public key that signs this node's checkpoints (made now if the node has none): give it to
+    auditors and partners, who check archives with `relto audit verify --key HEX`."""
+    from relto.archive import signing_key
+    from relto.domain.checkpoints import fingerprint, public_key
+
+    node = admin.open_node(data, database)
+    try:
+        public = public_key(signing_key(node.store))
+    finally:
+        node.close()
+    click.echo(f"{public}\t{fingerprint(public)}")
 
 
 @audit.command("show")

@@ -98,11 +98,15 @@ class Node:
         self.decisions.close()
         self.store.close()
 
-    def record(self, party: Party, path: str, collection_id: str, items: Iterable[Item]) -> None:
-        """Note in the decision log what `party` was released or wrote on exit path `path`: the one call."""
+    def record(
+        self, party: Party, path: str, collection_id: str, items: Iterable[Item], refs: Sequence[int] = ()
+    ) -> None:
+        """Note in the decision log what `party` was released or wrote on exit path `path`: the one call.
+
+        `refs`: the stored versions' sequences, one per item (0: not a stored version), when known."""
         items = tuple(items)
         self.tally.count(path, len(items))
-        self.decisions.record(party, path, collection_id, items)
+        self.decisions.record(party, path, collection_id, items, refs)
 
     # parties and policy -------------------------------------------------------------------------------
     def authenticate(self, token: str | None) -> Party:
@@ -208,7 +212,8 @@ class Node:
         if page is None:
             page = self._page(party, collection_id, filters, **overrides)
         if page.rows:
-            self.record(party, path, collection_id, [(r.stix_id, r.version_text) for r in page.rows])
+            rows = page.rows
+            self.record(party, path, collection_id, [(r.stix_id, r.version_text) for r in rows], [r.seq for r in rows])
         if ahead and page.more and page.next is not None:
             self.read_ahead.offer(party, collection_id, replace(filters, next=page.next))
         return page
@@ -326,13 +331,11 @@ class Node:
         """What each event is released to the party as (None: withheld), recorded as the exit path "stream".
         A deletion is told exactly to the parties its version was released to."""
         released = self.release(party, collection_id, events, read_at)
-        items = [
-            (e.stix_id, e.version_text)
-            for e, b in zip(events, released, strict=True)
-            if b is not None and e.body is not None
-        ]
-        if items:
-            self.record(party, "stream", collection_id, items)
+        sent = [e for e, b in zip(events, released, strict=True) if b is not None and e.body is not None]
+        if sent:
+            self.record(
+                party, "stream", collection_id, [(e.stix_id, e.version_text) for e in sent], [e.seq for e in sent]
+            )
         return released
 
     # delete and preview -------------------------------------------------------------------------------
@@ -357,7 +360,7 @@ class Node:
             query = self._query(party, collection_id, filters, 0, ids=(object_id,), originator=party.nation)
         deleted = self.store.delete(query, party.nation)
         self.rang(collection_id)
-        self.record(party, "delete", collection_id, [(r.stix_id, r.version_text) for r in mine])
+        self.record(party, "delete", collection_id, [(r.stix_id, r.version_text) for r in mine], [r.seq for r in mine])
         return deleted
 
     def preview(

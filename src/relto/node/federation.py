@@ -173,7 +173,9 @@ class Host(Protocol):
     def release(
         self, party: Party, collection_id: str, versions: Sequence[Any], read_at: float | None = None
     ) -> list[bytes | None]: ...
-    def record(self, party: Party, path: str, collection_id: str, items: Iterable[Item]) -> None: ...
+    def record(
+        self, party: Party, path: str, collection_id: str, items: Iterable[Item], refs: Sequence[int] = ()
+    ) -> None: ...
     def collection(self, collection_id: str) -> CollectionRecord: ...
     def collections(self) -> list[CollectionRecord]: ...
     def rang(self, collection_id: str) -> None: ...
@@ -259,6 +261,7 @@ class Federation:
         out: list[dict[str, Any]] = []
         refs: dict[str, set[bytes]] = {}
         items: dict[str, list[Item]] = {}
+        seqs: dict[str, list[int]] = {}  # per item, the version's sequence (0: a deletion, no stored version)
         size = 0
         stopped = None
         for event, body in zip(events, released, strict=True):
@@ -273,12 +276,13 @@ class Federation:
                 refs.setdefault(event.originator, set()).update(_REF.findall(body))
             out.append(entry)
             items.setdefault(event.collection, []).append((event.stix_id, event.version_text))
+            seqs.setdefault(event.collection, []).append(0 if event.body is None else event.seq)
             size += len(body)
             if size >= max_bytes:
                 stopped = event.seq
                 break
         for collection_id, chosen in items.items():
-            self.node.record(party, "federation", collection_id, chosen)
+            self.node.record(party, "federation", collection_id, chosen, seqs[collection_id])
         return out, refs, stopped
 
     def _answer(self, out: list[dict[str, Any]], refs: dict[str, set[bytes]], more: bool, sealed: str) -> FeedBatch:
@@ -433,19 +437,23 @@ class Federation:
         results = iter(appended)
         for step in steps:
             items: list[Item] = []
+            seqs: list[int] = []  # the stored versions' sequences, which the record refers to (0: a deletion)
             if step.versions:
                 result = next(results)
-                items.extend(
-                    (v.stix_id, v.version_text) for v, new in zip(step.versions, result.stored, strict=True) if new
-                )
+                stored_seqs = result.seqs or [0] * len(step.versions)
+                for v, new, seq in zip(step.versions, result.stored, stored_seqs, strict=True):
+                    if new:
+                        items.append((v.stix_id, v.version_text))
+                        seqs.append(seq)
                 outcome.received += sum(1 for new in result.stored if new)
                 if result.refused:
                     outcome.refused += len(result.refused)
                     outcome.last_refusal = next(iter(result.refused.values()))
             items.extend((stix_id, version or None) for stix_id, _, version in step.deletions)
+            seqs.extend(0 for _ in step.deletions)
             if items:
                 outcome.collections.add(step.collection)
-                self.node.record(who, "federation.receive", step.collection, items)
+                self.node.record(who, "federation.receive", step.collection, items, seqs)
         for collection_id in outcome.collections:
             self.node.rang(collection_id)
         return outcome

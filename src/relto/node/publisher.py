@@ -18,7 +18,7 @@ from relto.node.markings import MarkingResolver
 from relto.store.base import Appended, NewVersion, StatusRow, VersionStore
 from relto.taxii import envelopes
 
-Record = Callable[[Party, str, str, Iterable[Item]], None]
+Record = Callable[[Party, str, str, Iterable[Item], Sequence[int]], None]  # Node.record: items, their refs
 
 
 class Publisher:
@@ -53,19 +53,25 @@ class Publisher:
             return StatusRow(status_id, party.token_id, request_time, orjson.dumps(result))
 
         appended = self.versions.append(collection_id, accepted, status_row, gate=self.resolver.gate(party))
-        written, noop = [], []
-        for i, (v, new) in enumerate(zip(accepted, appended.stored, strict=True)):
+        written: list[Item] = []
+        noop: list[Item] = []
+        written_seqs: list[int] = []
+        noop_seqs: list[int] = []
+        seqs = appended.seqs or [0] * len(accepted)
+        for i, (v, new, seq) in enumerate(zip(accepted, appended.stored, seqs, strict=True)):
             if new:
                 written.append((v.stix_id, v.version_text))
+                written_seqs.append(seq)
             elif i not in appended.refused:
                 noop.append((v.stix_id, v.version_text))
+                noop_seqs.append(seq)
         if written:
             self.ring(collection_id)
-            self.record(party, "publish", collection_id, written)
+            self.record(party, "publish", collection_id, written, written_seqs)
         if noop:
-            self.record(party, "publish.noop", collection_id, noop)
+            self.record(party, "publish.noop", collection_id, noop, noop_seqs)
         if refused:
-            self.record(party, "publish.refused", collection_id, refused)
+            self.record(party, "publish.refused", collection_id, refused, ())
         return result
 
     def _mark(self, party: Party, objects: Sequence[Any]) -> tuple[list[dict[str, str]], list[NewVersion]]:

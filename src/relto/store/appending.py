@@ -39,6 +39,7 @@ class _Held:
     type: str
     shape: bytes | None
     date_added: int
+    seq: int
 
     def holding(self) -> Holding:
         return Holding(
@@ -94,6 +95,7 @@ class Appending(SQLBase):
                 o.c.type,
                 o.c.shape,
                 o.c.date_added,
+                o.c.seq,
             ).where(o.c.collection.in_(collections), o.c.stix_id.in_(chunk))
             for row in conn.execute(query):
                 held.setdefault(row.stix_id, []).append(_Held(*tuple(row)))
@@ -150,6 +152,7 @@ class Appending(SQLBase):
                         v.type,
                         v.shape,
                         date_added,
+                        seq,
                     )
                     stored.append(True)
                     rows.append(
@@ -242,6 +245,7 @@ class Appending(SQLBase):
                 v.type,
                 v.shape,
                 date_added,
+                seq,
             )
             here[(v.stix_id, v.originator, v.version)] = new
             held.setdefault(v.stix_id, []).append(new)
@@ -300,13 +304,15 @@ class Appending(SQLBase):
         # The date_added of each input's version, stored now or before (None when refused): the version TAXII
         # shows for an object without modified or created (an SCO).
         # (An id still in `fresh` came once in this append: its entry is that version.)
-        added = [
-            None
-            if i in refused
-            else getattr(fresh.get(v.stix_id) or here.get((v.stix_id, v.originator, v.version)), "date_added", None)
+        found = [
+            None if i in refused else fresh.get(v.stix_id) or here.get((v.stix_id, v.originator, v.version))
             for i, v in enumerate(versions)
         ]
-        return Appended(stored=stored, refused=refused, date_added=added)
+        added = [None if h is None else h.date_added for h in found]
+        # And its sequence, which the decision log refers to it by.
+        return Appended(
+            stored=stored, refused=refused, date_added=added, seqs=[0 if h is None else h.seq for h in found]
+        )
 
     @staticmethod
     def _differs(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from relto.domain.audit import Decision, PendingDecision
+from relto.domain.checkpoints import Checkpoint
 from relto.domain.communities import Community
 from relto.domain.markings import MarkingSet
 
@@ -172,6 +173,8 @@ class Appended:
     # Per input, the date_added of the version stored now or already stored (None when refused): the
     # version TAXII shows for an object without modified or created (an SCO).
     date_added: Sequence[int | None] = ()
+    # Per input, the sequence of that version (0 when refused): what decision records refer to it by.
+    seqs: Sequence[int] = ()
 
 
 # Asked, inside the write transaction, about each new version whose id other nations hold (in any
@@ -431,7 +434,18 @@ class DecisionStore(Protocol):
         """
 
     def decision_head(self) -> tuple[int, str]:
-        """(seq, hash) of the last decision record; (0, 64 zeros) when there is none."""
+        """(seq, hash) of the last decision record, stored or archived; (0, 64 zeros) when there is none."""
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """The decision log's signed checkpoints, oldest first."""
+
+    def last_decision_before(self, at: int) -> int:
+        """The last seq of the longest run of stored records, from the first, all decided before `at`."""
+
+    def close_archived(self, checkpoint: Checkpoint, after_seq: int) -> int:
+        """Store the checkpoint and delete the records it closes, in one write transaction; return how many.
+
+        ValueError when the log changed under the archive (another archive, records missing)."""
 
 
 class Store(

@@ -157,7 +157,11 @@ deletions = Table(
     # Deleted by (a writer of) the nation that owns the version, here or on the node it came from: only
     # such deletions travel to peers (docs/federation.md).
     Column("by_owner", Boolean, nullable=False, default=False),
+    # The sequence the deleted version had: decision records refer to versions by it (NULL: deleted before
+    # the log stored references).
+    Column("version_seq", BigInt, nullable=True),
     Index("ix_deletions_collection_seq", "collection", "seq"),
+    Index("ix_deletions_version_seq", "version_seq"),
 )
 
 # The nodes this node follows (docs/federation.md). `token` is the secret the peer issued to this node: it must
@@ -196,8 +200,11 @@ statuses = Table(
 )
 
 # decision log ---------------------------------------------------------------------------------------------
-# One row per release or write, chained by hash (relto.domain.audit); seq comes from the last row, read in
-# the same write transaction. items: JSON [[stix_id, version or null], ...]. Never updated or deleted.
+# One row per release or write, chained by hash (relto.domain.audit); seq comes from the last row (or the last
+# checkpoint), read in the same write transaction. Format 1 rows: items is JSON [[stix_id, version or null],
+# ...]. Format 2 rows: refs is the packed sequences of the versions released (relto.domain.audit.pack_refs;
+# NULL when none), items the JSON copies of the items that are not references, digest their items_sha256.
+# Never updated; deleted only by `relto audit archive`, in the transaction that stores their checkpoint.
 decisions = Table(
     "decisions",
     metadata,
@@ -210,5 +217,21 @@ decisions = Table(
     Column("items", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("format", Integer, nullable=False, default=1),
+    Column("refs", LargeBinary, nullable=True),
+    Column("digest", String(64), nullable=True),
     Index("ix_decisions_at", "at"),
+)
+
+# Signed checkpoints (relto.domain.checkpoints): each closes the records an archive took out of `decisions`.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("seq", BigInt, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", BigInt, nullable=False),
+    Column("count", BigInt, nullable=False),
+    Column("node", String(36), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
 )

@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 
 from relto.domain.audit import Decision, PendingDecision
+from relto.domain.checkpoints import Checkpoint
 from relto.domain.communities import Community, Membership
 from relto.domain.errors import ConfigurationError
 from relto.domain.markings import MarkingSet
@@ -295,9 +296,24 @@ class SQLStore(Federating, Reading):
             )
 
     def decision_head(self) -> tuple[int, str]:
-        """(seq, hash) of the last decision record; (0, 64 zeros) when there is none."""
+        """(seq, hash) of the last decision record, stored or archived; (0, 64 zeros) when there is none."""
         with self._reading() as conn:
             return audit.decision_head(conn)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """The decision log's signed checkpoints, oldest first."""
+        with self._reading() as conn:
+            return audit.read_checkpoints(conn)
+
+    def last_decision_before(self, at: int) -> int:
+        """The last seq of the longest run of stored records, from the first, all decided before `at`."""
+        with self._reading() as conn:
+            return audit.last_seq_before(conn, at)
+
+    def close_archived(self, checkpoint: Checkpoint, after_seq: int) -> int:
+        """Store the checkpoint and delete the records it closes, in one write transaction; return how many."""
+        with self._writing() as conn:
+            return audit.close_archived(conn, checkpoint, after_seq)
 
 
 def _marking_set(row: Any) -> MarkingSet:

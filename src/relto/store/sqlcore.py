@@ -140,6 +140,7 @@ class SQLBase:
                     "shape": row.shape,
                     "skeleton": skeleton,
                     "by_owner": owner is not None and row.originator == owner,
+                    "version_seq": row.seq,  # what decision records that released it refer to
                 }
             )
         conn.execute(insert(t.deletions), tombstones)

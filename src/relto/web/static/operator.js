@@ -124,7 +124,7 @@ async function logPane(pane) {
     field("Object id", h("input", { name: "object" })), field("Since", h("input", { name: "since", type: "date" })),
     field("Until", h("input", { name: "until", type: "date" })), h("button", { type: "submit" }, "Show"),
     h("button", { type: "button", class: "secondary", id: "verify", onclick: () => say(out, api("admin/decisions/verify"), (d) =>
-      out.replaceChildren(h("p", { class: d.ok ? "ok" : "error" }, d.ok ? `OK: ${d.count} records, head ${d.head}` : `BROKEN at record ${d.broken_at}: ${d.reason}`))) }, "Verify the chain"));
+      out.replaceChildren(h("p", { class: d.ok ? "ok" : "error" }, d.line))) }, "Verify the chain"));
   pane.replaceChildren(section("Decision log (newest first)", form, out,
     h("table", { class: "list", id: "decisions" }, h("thead", {}, h("tr", {}, ["seq", "time", "nation", "path", "items", "ids"].map((x) => h("th", { scope: "col" }, x)))), body)));
   await load(null);
