@@ -4,7 +4,8 @@ Run from the repository root:
     .venv/bin/python bench/node.py [--skip-medallion] [--skip-relto] [--postgres URL | --skip-postgres]
                                    [--json out.json]
 
-1. floor: no server; orjson + SQLite (WAL, synchronous=NORMAL), one transaction per 1,000-object envelope;
+1. floor: no server; orjson + SQLite (WAL, synchronous=NORMAL), one transaction per 1,000-object envelope
+   (and, for information, the same with synchronous=FULL: an fsync per commit, as durable as relto);
    read by rowid cursor, each page joined into an envelope and parsed.
 2. medallion 3.0.0 (OASIS reference server, memory back-end) in its own cached venv.
 3. relto, started through its CLI, each run on a fresh database:
@@ -99,14 +100,16 @@ def floor_page(db: sqlite3.Connection, after: int) -> tuple[int, int]:
     return rows[-1][0], len(orjson.loads(body)["objects"])
 
 
-def floor_once(batch: list[Envelope], path: Path, repeat: int) -> Measurement:
-    """One floor run on a fresh SQLite file."""
+def floor_once(batch: list[Envelope], path: Path, repeat: int, synchronous: str = "NORMAL") -> Measurement:
+    """One floor run on a fresh SQLite file. synchronous=NORMAL (the floor): no fsync per commit in WAL mode;
+    FULL: an fsync per commit, as durable as relto's ("success" survives a power cut), for information."""
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
         db.execute(FLOOR_TABLE)
-        result = Measurement("floor (orjson + sqlite)")
+        name = "floor (orjson + sqlite)" if synchronous == "NORMAL" else f"floor, synchronous={synchronous}"
+        result = Measurement(name)
         start = time.perf_counter()
         result.ingested = floor_ingest(db, batch)
         result.ingest_s = time.perf_counter() - start
@@ -126,9 +129,13 @@ def floor_once(batch: list[Envelope], path: Path, repeat: int) -> Measurement:
         db.close()
 
 
-def measure_floor(batch: list[Envelope], workdir: Path, runs: int, repeat: int) -> Measurement:
+def measure_floor(
+    batch: list[Envelope], workdir: Path, runs: int, repeat: int, synchronous: str = "NORMAL"
+) -> Measurement:
     """The floor, median of `runs` runs (it is cheap, and the machine is noisy)."""
-    results = [floor_once(batch, workdir / f"floor-{run}.sqlite", repeat) for run in range(runs)]
+    results = [
+        floor_once(batch, workdir / f"floor-{synchronous}-{run}.sqlite", repeat, synchronous) for run in range(runs)
+    ]
     log(f"floor: {runs} runs, ingest s {[round(r.ingest_s, 3) for r in results]}")
     merged = results[0]
     merged.ingest_s = statistics.median(r.ingest_s for r in results)
@@ -354,8 +361,10 @@ def targets(results: dict[str, Measurement]) -> list[Target]:
             continue
         name = run.system
         first, last = relto.first_page_ms, relto.last_page_ms
+        durable = quotient(_rate(relto, "ingest"), _rate(results.get("floor full"), "ingest"))
         goals += [
             Target(f"{name} ingest / floor", quotient(_rate(relto, "ingest"), _rate(floor, "ingest")), 0.5, True),
+            Target(f"{name} ingest / floor with synchronous=FULL (as durable)", durable, None, True),
             Target(f"{name} read / read floor", quotient(_rate(relto, "read"), _rate(floor, "read")), 0.5, True),
         ]
         if run.key == "relto":
@@ -418,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"work directory {workdir}")
         log("floor ...")
         results["floor"] = measure_floor(batch, workdir, args.floor_runs, args.repeat)
+        results["floor full"] = measure_floor(batch, workdir, args.floor_runs, args.repeat, "FULL")
         if not args.skip_medallion:
             log("medallion ...")
             try:

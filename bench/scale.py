@@ -89,6 +89,7 @@ READER_MARKINGS = (  # REL TO beyond GBR and UKR, for the five markings that adm
     ("EU", "JPN"),
 )
 BASE_TIME = 1_735_689_600  # 2025-01-01T00:00:00Z
+DURABLE_FLOOR: list[float | None] = [None]  # the floor's ingest rate with synchronous=FULL, once measured
 
 
 # --- corpus -------------------------------------------------------------------------------------
@@ -471,6 +472,8 @@ def report_lines(corpus: Corpus, floor: Measurement | None, runs: list[BackendRu
             pages = quotient(reader.result.last_page_ms, reader.result.first_page_ms)
             goals.append(Target(f"{name}: {reader.name} last page / first page", pages, 2, False))
         goals.append(Target(f"{name}: ingest / floor", quotient(run.ingest.ingest_rate, floor_in), 0.5, True))
+        durable = quotient(run.ingest.ingest_rate, DURABLE_FLOOR[0])
+        goals.append(Target(f"{name}: ingest / floor with synchronous=FULL (as durable)", durable, None, True))
         if run.readers:
             read = quotient(run.readers[0].result.read_rate, floor_out)
             goals.append(Target(f"{name}: unrestricted read / read floor", read, 0.5, True))
@@ -581,6 +584,13 @@ def main(argv: list[str] | None = None) -> int:
             floor = floor_once(corpus.envelopes, workdir / "floor.sqlite", args.repeat)
             (workdir / "floor.sqlite").unlink()
             log(f"floor: ingest {floor.ingest_rate or 0:,.0f} obj/s, read {floor.read_rate or 0:,.0f} obj/s")
+            durable = floor_once(corpus.envelopes, workdir / "floor-full.sqlite", 1, "FULL")
+            (workdir / "floor-full.sqlite").unlink()
+            floor.notes.append(
+                f"with synchronous=FULL (an fsync per commit, as durable as relto) the floor ingests "
+                f"{durable.ingest_rate or 0:,.0f} obj/s"
+            )
+            DURABLE_FLOOR[0] = durable.ingest_rate
         for backend in backends:
             log(f"relto {backend} ...")
             try:

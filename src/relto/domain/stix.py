@@ -13,8 +13,7 @@ properties are not known here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from relto.domain.errors import InvalidObject
 from relto.domain.observables import id_mismatch
@@ -80,8 +79,7 @@ _VERSIONED = frozenset(
 _REQUIRED = {type_: REQUIRED[type_] for type_ in CHECKED_AT_PUBLISH}
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
+class Checked(NamedTuple):
     """What the store and the policy need to know about one object that passed the checks."""
 
     id: str

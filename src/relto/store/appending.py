@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -25,8 +24,7 @@ from relto.store.base import (
 from relto.store.sqlcore import TOMBSTONE_COLUMNS, Clock, SQLBase, chunks
 
 
-@dataclass(frozen=True, slots=True)
-class _Held:
+class _Held(NamedTuple):
     """A stored version as the append path sees it."""
 
     collection: str

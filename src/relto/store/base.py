@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from relto.domain.audit import Decision, PendingDecision
 from relto.domain.checkpoints import Checkpoint
@@ -55,8 +55,7 @@ class CollectionRecord:
     created: int
 
 
-@dataclass(frozen=True, slots=True)
-class NewVersion:
+class NewVersion(NamedTuple):
     """One object version to append."""
 
     stix_id: str
@@ -72,8 +71,7 @@ class NewVersion:
     path: str | None = None  # received from a peer: the JSON list of nodes it travelled (None: published here)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredVersion:
+class StoredVersion(NamedTuple):
     """One stored object version, as read back."""
 
     seq: int
