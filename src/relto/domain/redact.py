@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -139,14 +139,17 @@ def _collect(node: Any, path: Path, out: list[tuple[Path, str]]) -> None:
 
 
 # stored shape -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Shape:
-    """Stored beside a version: its field marking sets (set id, selector), references and endpoints."""
+class Shape(NamedTuple):
+    """Stored beside a version: its field marking sets (set id, selector), references and endpoints; and, when
+    every reference is at the top level, where in the stored body lie the members a release may cut
+    (`members`: key, start, end of each `"key":value`; `size`: the body's length), so it cuts without parsing."""
 
     fields: tuple[tuple[int, str], ...] = ()
     references: tuple[str, ...] = ()
     endpoints: tuple[str, ...] = ()
     nested: bool = False
+    members: tuple[tuple[str, int, int], ...] = ()
+    size: int = 0
 
     def encode(self) -> bytes | None:
         """Compact JSON, or None when the version has nothing that a release could trim."""
@@ -161,6 +164,9 @@ class Shape:
             doc["e"] = self.endpoints
         if self.nested:
             doc["n"] = 1
+        if self.members:
+            doc["s"] = [part for member in self.members for part in member]  # flat: key, start, end, key, ...
+            doc["z"] = self.size
         return orjson.dumps(doc)
 
     @classmethod
@@ -169,12 +175,43 @@ class Shape:
         if raw is None:
             return _EMPTY
         doc = orjson.loads(raw)
+        fields, flat = doc.get("f"), doc.get("s")
         return cls(
-            tuple((int(s), str(sel)) for s, sel in doc.get("f", ())),
+            tuple((int(s), str(sel)) for s, sel in fields) if fields else (),
             tuple(doc.get("r", ())),
             tuple(doc.get("e", ())),
-            bool(doc.get("n")),
+            "n" in doc,
+            tuple(zip(flat[0::3], flat[1::3], flat[2::3], strict=True)) if flat else (),
+            doc.get("z", 0),
         )
+
+    def with_members(self, obj: Mapping[str, Any]) -> Shape:
+        """This shape with the spans of the members a release may cut, in `orjson.dumps(obj)` (the stored body).
+
+        Only for a shape whose references are all at the top level: the others are cut by parsing."""
+        if self.nested or (not self.fields and not self.references):
+            return self
+        keys = {"granular_markings"}
+        keys.update(k for k in obj if k.endswith(("_ref", "_refs")) and k not in _NOT_REFERENCES)
+        for _, selector in self.fields:
+            path = parse_selector(selector)
+            if len(path) == 1 and isinstance(path[0], str):
+                keys.add(path[0])
+        members, size = spans(obj, keys)
+        return Shape(self.fields, self.references, self.endpoints, self.nested, members, size)
+
+
+def spans(obj: Mapping[str, Any], keys: Collection[str]) -> tuple[tuple[tuple[str, int, int], ...], int]:
+    """Where each member of `obj` named in `keys` lies in `orjson.dumps(obj)` (key, start, end of `"key":value`),
+    and the length of the whole. orjson writes compact JSON, so each member is its key's and value's own bytes."""
+    found: list[tuple[str, int, int]] = []
+    at = 1
+    for key, value in obj.items():
+        end = at + len(orjson.dumps(key)) + 1 + len(orjson.dumps(value))
+        if key in keys:
+            found.append((key, at, end))
+        at = end + 1
+    return tuple(found), max(at, 2)
 
 
 _EMPTY = Shape()
@@ -240,6 +277,98 @@ def redact(
             return None
     _rewrite_granular(obj, removed, gone)
     return obj
+
+
+def cut(
+    body: bytes, shape: Shape, type_: str, hidden_selectors: Sequence[str], hidden_ids: Collection[str]
+) -> tuple[bool, bytes | None]:
+    """What `redact` then `orjson.dumps` would make of the stored body, made by splicing its bytes where the
+    shape's members lie: (True, the bytes, or None when the version must be withheld); (False, None) when it
+    cannot be done so (a reference or hidden selector below the top level, no spans, spans that do not fit
+    the body): then the caller parses. The same rules as `redact`, on top-level members only.
+
+    It runs on every version a release trims, so it is written for speed: one pass over the few members."""
+    members = shape.members
+    if shape.nested or not members or len(body) != shape.size:
+        return False, None
+    removed: set[Path] = set()
+    for selector in hidden_selectors:
+        path = parse_selector(selector)
+        if len(path) != 1:
+            return False, None
+        removed.add(path)
+    found = 0
+    needed = required(type_)
+    lists: dict[str, list[Any]] = {}
+    # A hidden id in a member is its JSON string there: the members without one are never parsed.
+    encoded = [orjson.dumps(i) for i in hidden_ids]
+    for key, start, end in members:
+        name = orjson.dumps(key)
+        if not body.startswith(name, start) or body[end] not in b",}" or body[start - 1] not in b"{,":
+            return False, None  # the spans do not describe this body
+        if (key,) in removed:
+            found += 1
+        elif encoded and key not in _NOT_REFERENCES:  # the same references as _top_level finds
+            value = body[start + len(name) + 1 : end]
+            if key.endswith("_ref"):
+                if value in encoded:
+                    if key in needed:  # a required reference to a hidden object: the version is withheld
+                        return True, None
+                    removed.add((key,))
+            elif key.endswith("_refs") and any(e in value for e in encoded):
+                items = orjson.loads(value)
+                if isinstance(items, list):
+                    lists[key] = items
+                    removed.update(
+                        (key, i) for i, item in enumerate(items) if isinstance(item, str) and item in hidden_ids
+                    )
+    if found < len(hidden_selectors):
+        return False, None  # a hidden field that is not among the members
+    if not removed:
+        return True, body
+    return True, _spliced(body, members, type_, removed, lists)
+
+
+def _spliced(
+    body: bytes, members: Sequence[tuple[str, int, int]], type_: str, removed: set[Path], lists: Mapping[str, list[Any]]
+) -> bytes | None:
+    gone: dict[Path, list[int]] = {}
+    for path in removed:
+        if len(path) == 2 and path[:1] not in removed:
+            gone.setdefault(path[:1], []).append(int(path[1]))
+    for container, indexes in list(gone.items()):
+        if len(indexes) >= len(lists[str(container[0])]):  # every element goes: the list goes too
+            removed.add(container)
+            del gone[container]
+    for name in required(type_):
+        if (name,) in removed:
+            return None
+    pieces: list[bytes] = []
+    after = 1  # just past the last member cut; between two lie the others, with their commas
+    for key, start, end in members:
+        if (key,) in removed:
+            new = None
+        elif (key,) in gone:
+            dropped = set(gone[(key,)])
+            new = [item for i, item in enumerate(lists[key]) if i not in dropped]
+        elif key == "granular_markings":
+            for indexes in gone.values():
+                indexes.sort()
+            holder = {key: orjson.loads(body[start + len(b'"granular_markings":') : end])}
+            _rewrite_granular(holder, removed, gone)
+            new = holder.get(key)
+        else:
+            continue
+        between = body[after:start].removeprefix(b",").removesuffix(b",")
+        if between:
+            pieces.append(between)
+        if new is not None:
+            pieces.append(orjson.dumps(key) + b":" + orjson.dumps(new))
+        after = end
+    rest = body[after:-1].removeprefix(b",")
+    if rest:
+        pieces.append(rest)
+    return b"{" + b",".join(pieces) + b"}"
 
 
 def _at(obj: Any, path: Path) -> Any:
