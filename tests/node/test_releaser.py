@@ -9,6 +9,7 @@ import orjson
 from relto.domain.levels import Ladder
 from relto.domain.markings import releasability_marking
 from relto.domain.parties import Party
+from relto.domain.timestamps import parse_timestamp
 from relto.node import Node
 from relto.store.base import VersionQuery
 from relto.taxii.filters import Filters
@@ -21,6 +22,7 @@ KOR = Party(token_id=3, nation="KOR", clearance=SECRET, can_write=True)
 WIDE = releasability_marking("UNCLASSIFIED", ["GBR", "KOR", "USA"], LADDER)
 GBR_ONLY = releasability_marking("SECRET", ["GBR"], LADDER)
 T0 = "2024-10-18T09:00:00.000Z"
+T1 = "2024-10-19T09:00:00.000Z"
 
 
 def sdo(kind: str, n: int, marking: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -51,3 +53,30 @@ def test_a_party_is_shown_one_copy_of_an_id(node: Node) -> None:
     rows = node.store.read(every_copy)  # before release
     released = node.release(KOR, coll, rows)
     assert len(rows) == 2 and sum(b is not None for b in released) == 1
+
+
+def test_hidden_verdicts_kept_between_reads_follow_every_new_or_deleted_version(node: Node) -> None:
+    """The releaser keeps, per compiled view, which ids are hidden; a version stored or deleted since changes
+    the answer at the next read: a reference that became hidden is never released from a stale verdict (and one
+    that became visible is not kept hidden)."""
+    coll = node.add_collection("c").id
+    node.publish(GBR, coll, [WIDE, GBR_ONLY])
+    source = sdo("identity", 1, GBR_ONLY, name="a source", identity_class="individual")
+    malware = sdo("malware", 2, WIDE, name="m", is_family=False, created_by_ref=source["id"])
+    node.publish(GBR, coll, [malware])
+
+    def for_kor() -> dict[str, Any]:
+        page = node.read(KOR, coll, Filters(limit=100, types=("malware",)))
+        return dict(orjson.loads(page.bodies[0]))
+
+    assert for_kor() == malware  # an id the node does not hold is not hidden
+    assert for_kor() == malware  # (the verdict is kept)
+    node.publish(GBR, coll, [source])  # now held, for GBR alone
+    assert "created_by_ref" not in for_kor()
+    wider = {**source, "modified": T1, "object_marking_refs": [WIDE["id"]]}
+    node.publish(GBR, coll, [wider])  # a version KOR may see
+    assert for_kor() == malware
+    assert node.delete_object(GBR, coll, source["id"], Filters(limit=100, versions=(parse_timestamp(T1, "T1"),))) == 1
+    assert "created_by_ref" not in for_kor()
+    gbr = node.read(GBR, coll, Filters(limit=100, types=("malware",)))  # another view: its own verdicts
+    assert [orjson.loads(b) for b in gbr.bodies] == [malware]

@@ -8,6 +8,7 @@ references to objects hidden from it removed, versions that would lose a require
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -16,7 +17,11 @@ import orjson
 from relto.domain import redact
 from relto.domain.parties import Party
 from relto.node.policy import PolicyView
-from relto.store.base import Holding, VersionStore
+from relto.store.base import Holding
+
+# Hidden-id verdicts kept per compiled view: how many views, and how many ids per view, before starting afresh.
+_VIEWS = 64
+_IDS_PER_VIEW = 200_000
 
 
 class Candidate(Protocol):
@@ -40,12 +45,33 @@ class Candidate(Protocol):
     def shared(self) -> bool: ...
 
 
+class Holdings(Protocol):
+    """What the releaser asks the store: who holds which ids, and how far its history goes."""
+
+    def holdings(self, ids: Sequence[str]) -> list[Holding]: ...
+    def head(self) -> int: ...
+
+
+class _Verdicts:
+    """Whether each id asked about is hidden from one compiled view, as the store stood once its last sequence
+    was `head`: true for as long as it still is (every write that adds or removes a version takes a sequence)."""
+
+    __slots__ = ("head", "hidden")
+
+    def __init__(self, head: int) -> None:
+        self.head = head
+        self.hidden: dict[str, bool] = {}
+
+
 class Releaser:
     """Copy choice, field trimming, hidden references and withholding, asked by every exit path."""
 
-    def __init__(self, versions: VersionStore, policy: PolicyView) -> None:
+    def __init__(self, versions: Holdings, policy: PolicyView) -> None:
         self.versions = versions
         self.policy = policy
+        # (nation, visible sets) -> the verdicts for that view: the rules depend on nothing else but the holdings
+        self._views: dict[tuple[str, frozenset[int]], _Verdicts] = {}
+        self._lock = threading.Lock()
 
     def release(
         self, party: Party, collection_id: str, versions: Sequence[Candidate], read_at: float | None = None
@@ -131,7 +157,35 @@ class Releaser:
         return self._hidden(party, visible, wanted) if wanted and visible is not None else set()
 
     def _hidden(self, party: Party, visible: frozenset[int], ids: set[str]) -> set[str]:
-        """The ids among `ids` hidden from a party that sees `visible` (docs/tearlines.md, rules 1 and 2)."""
+        """The ids among `ids` hidden from a party that sees `visible` (docs/tearlines.md, rules 1 and 2).
+
+        Verdicts are kept per view while the store's head stays where it was when they were reached (read
+        before the holdings, so a write in between only makes them be reached again): a version added or
+        deleted since, which could hide or reveal an id, always starts the view afresh (fail closed)."""
+        verdicts = self._verdicts(party.nation, visible, self.versions.head())
+        known = verdicts.hidden
+        unknown = ids.difference(known)
+        hidden = {i for i in ids if i not in unknown and known[i]}
+        if unknown:
+            found = self._judge(party, visible, unknown)
+            hidden |= found
+            if len(known) + len(unknown) <= _IDS_PER_VIEW:
+                known.update({i: i in found for i in unknown})  # one update: never half an answer
+        return hidden
+
+    def _verdicts(self, nation: str, visible: frozenset[int], head: int) -> _Verdicts:
+        """The verdicts kept for this view at this head (a fresh, empty one if the head has moved)."""
+        key = (nation, visible)
+        with self._lock:
+            verdicts = self._views.get(key)
+            if verdicts is None or verdicts.head != head:
+                verdicts = self._views[key] = _Verdicts(head)
+                if len(self._views) > _VIEWS:
+                    del self._views[next(iter(self._views))]
+            return verdicts
+
+    def _judge(self, party: Party, visible: frozenset[int], ids: set[str]) -> set[str]:
+        """The ids among `ids` hidden from a party that sees `visible`, from the store's holdings."""
         holdings = self._holdings(ids)
         hidden = {i for i, hs in holdings.items() if not any(h.marking_set in visible for h in hs)}
         endpoints: dict[str, tuple[str, ...]] = {}
