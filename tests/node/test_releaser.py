@@ -80,3 +80,46 @@ def test_hidden_verdicts_kept_between_reads_follow_every_new_or_deleted_version(
     assert "created_by_ref" not in for_kor()
     gbr = node.read(GBR, coll, Filters(limit=100, types=("malware",)))  # another view: its own verdicts
     assert [orjson.loads(b) for b in gbr.bodies] == [malware]
+
+
+def test_a_page_past_many_withheld_versions_reads_on_in_one_larger_read(node: Node) -> None:
+    """Nine in ten versions withheld from KOR: each page is still `limit` versions, in order, and is read in a
+    couple of store reads rather than one per refill."""
+    coll = node.add_collection("c").id
+    hidden = sdo("tool", 1, GBR_ONLY, name="t")
+    node.publish(GBR, coll, [WIDE, GBR_ONLY, hidden])
+    shown = []
+    for n in range(40):
+        malware = sdo("malware", 100 + n, WIDE, name=f"m{n}", is_family=False)
+        uses = [
+            sdo(
+                "relationship",
+                1000 + 10 * n + k,
+                WIDE,
+                relationship_type="uses",
+                source_ref=malware["id"],
+                target_ref=hidden["id"],
+            )
+            for k in range(9)
+        ]
+        node.publish(GBR, coll, [malware, *uses])
+        shown.append(malware["id"])
+    reads = 0
+    read = node.store.read
+
+    def counted(query: VersionQuery) -> Any:
+        nonlocal reads
+        reads += 1
+        return read(query)
+
+    node.store.read = counted  # type: ignore[method-assign]
+    pages, cursor = [], None
+    while True:
+        page = node.read(KOR, coll, Filters(limit=10, next=cursor, types=("malware", "relationship")))
+        pages.append([r.stix_id for r in page.rows])
+        if not page.more or page.next is None:
+            break
+        cursor = page.next
+    assert [i for p in pages for i in p] == shown
+    assert [len(p) for p in pages] == [10, 10, 10, 10, 0]  # the last withheld versions come after the 40th
+    assert reads <= 2 * len(pages) + 1

@@ -9,6 +9,7 @@ references to objects hidden from it removed, versions that would lose a require
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -72,6 +73,8 @@ class Releaser:
         # (nation, visible sets) -> the verdicts for that view: the rules depend on nothing else but the holdings
         self._views: dict[tuple[str, frozenset[int]], _Verdicts] = {}
         self._lock = threading.Lock()
+        # (time.monotonic() before it was read, the head then): several reads of versions made before it share it
+        self._head_seen = (-1.0, 0)
 
     def release(
         self, party: Party, collection_id: str, versions: Sequence[Candidate], read_at: float | None = None
@@ -104,7 +107,7 @@ class Releaser:
             return out
         shapes = [None if v.shape is None else redact.Shape.decode(v.shape) for v in versions]
         foreign = [s if v.originator != party.nation else None for v, s in zip(versions, shapes, strict=True)]
-        hidden = self.hidden_in(party, visible, foreign)
+        hidden = self.hidden_in(party, visible, foreign, read_at)
         return _trim(party, versions, out, shapes, visible, hidden)
 
     def cut_for_both(
@@ -150,19 +153,25 @@ class Releaser:
         return chosen
 
     def hidden_in(
-        self, party: Party, visible: frozenset[int] | None, shapes: Sequence[redact.Shape | None]
+        self,
+        party: Party,
+        visible: frozenset[int] | None,
+        shapes: Sequence[redact.Shape | None],
+        read_at: float | None = None,
     ) -> set[str]:
-        """The ids these shapes reference that are hidden from a party seeing `visible` (None: every set)."""
+        """The ids these shapes reference that are hidden from a party seeing `visible` (None: every set).
+        `read_at`: when the versions these shapes are of were read (time.monotonic()), if known."""
         wanted = {ref for s in shapes if s is not None for ref in s.references}
-        return self._hidden(party, visible, wanted) if wanted and visible is not None else set()
+        return self._hidden(party, visible, wanted, read_at) if wanted and visible is not None else set()
 
-    def _hidden(self, party: Party, visible: frozenset[int], ids: set[str]) -> set[str]:
+    def _hidden(self, party: Party, visible: frozenset[int], ids: set[str], read_at: float | None) -> set[str]:
         """The ids among `ids` hidden from a party that sees `visible` (docs/tearlines.md, rules 1 and 2).
 
         Verdicts are kept per view while the store's head stays where it was when they were reached (read
         before the holdings, so a write in between only makes them be reached again): a version added or
-        deleted since, which could hide or reveal an id, always starts the view afresh (fail closed)."""
-        verdicts = self._verdicts(party.nation, visible, self.versions.head())
+        deleted since, which could hide or reveal an id, always starts the view afresh (fail closed). The head
+        is read again unless it was read after the versions were (then it is no older than they are)."""
+        verdicts = self._verdicts(party.nation, visible, self._head(read_at))
         known = verdicts.hidden
         unknown = ids.difference(known)
         hidden = {i for i in ids if i not in unknown and known[i]}
@@ -172,6 +181,16 @@ class Releaser:
             if len(known) + len(unknown) <= _IDS_PER_VIEW:
                 known.update({i: i in found for i in unknown})  # one update: never half an answer
         return hidden
+
+    def _head(self, read_at: float | None) -> int:
+        """The store's head, read at or after `read_at` (None: now)."""
+        seen = self._head_seen
+        if read_at is not None and read_at <= seen[0]:
+            return seen[1]
+        started = time.monotonic()
+        head = self.versions.head()
+        self._head_seen = (started, head)
+        return head
 
     def _verdicts(self, nation: str, visible: frozenset[int], head: int) -> _Verdicts:
         """The verdicts kept for this view at this head (a fresh, empty one if the head has moved)."""
@@ -218,12 +237,13 @@ def _trim(
     hidden: set[str],
 ) -> list[bytes | None]:
     out: list[bytes | None] = []
+    none: tuple[str, ...] = ()
     for v, body, shape in zip(versions, bodies, shapes, strict=True):
         if shape is None or body is None:
             out.append(body)
             continue
-        fields = [selector for set_id, selector in shape.fields if set_id not in visible]
-        ids = hidden.intersection(shape.references) if hidden and v.originator != party.nation else set()
+        fields = [selector for set_id, selector in shape.fields if set_id not in visible] if shape.fields else none
+        ids = hidden.intersection(shape.references) if hidden and v.originator != party.nation else none
         if not fields and not ids:
             out.append(body)
             continue
