@@ -233,7 +233,9 @@ def stored_objects(draw: Any) -> dict[str, Any]:
 def test_cutting_the_stored_bytes_equals_parsing_and_trimming(obj: dict[str, Any], data: st.DataObject) -> None:
     analysis = analyse(obj)
     selectors = [f.selector for f in analysis.fields]
-    shape = Shape(tuple((7, s) for s in selectors), analysis.references, analysis.endpoints, analysis.nested)
+    shape = Shape(
+        tuple((7, s) for s in selectors), analysis.references, analysis.endpoints, analysis.nested, deep=analysis.deep
+    )
     shape = Shape.decode(shape.with_members(obj).encode())
     body = orjson.dumps(obj)
     hidden_selectors = data.draw(st.lists(st.sampled_from(selectors), unique=True) if selectors else st.just([]))
@@ -243,7 +245,11 @@ def test_cutting_the_stored_bytes_equals_parsing_and_trimming(obj: dict[str, Any
     if done:
         assert cut_bytes == (None if parsed is None else orjson.dumps(parsed))
     else:  # it may decline only what it cannot do without parsing (or a version with nothing to trim)
-        assert shape.encode() is None or analysis.nested or any(len(parse_selector(s)) > 1 for s in hidden_selectors)
+        assert (
+            shape.encode() is None
+            or not hidden_ids.isdisjoint(analysis.deep)
+            or any(len(parse_selector(s)) > 1 for s in hidden_selectors)
+        )
 
 
 def test_cut_declines_spans_that_do_not_describe_the_body() -> None:

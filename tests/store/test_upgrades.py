@@ -58,6 +58,7 @@ class Original:
             "published": T0,
             "description": "for GBR",
             "object_refs": [tool(2, GBR_ONLY)["id"], tool(1, WIDE)["id"]],
+            "x_links": [{"owner_ref": tool(1, WIDE)["id"]}],  # a reference below the top level
             "granular_markings": [{"selectors": ["description"], "marking_ref": GBR_ONLY["id"]}],
         }
         status = node.publish(node.authenticate(self.tokens["GBR"]), self.coll, [report])

@@ -42,6 +42,7 @@ class Analysis:
     references: tuple[str, ...]
     endpoints: tuple[str, ...]
     nested: bool = False  # some reference is below the top level (in an extension, a list of objects, ...)
+    deep: tuple[str, ...] = ()  # the ids referenced there
 
 
 def analyse(obj: Mapping[str, Any]) -> Analysis:
@@ -53,10 +54,10 @@ def analyse(obj: Mapping[str, Any]) -> Analysis:
     """
     fields = _field_markings(obj) if obj.get("granular_markings") else ()
     found = list(references(obj))
-    nested = any(len(path) > (2 if isinstance(path[-1], int) else 1) for path, _ in found)
+    deep = tuple(dict.fromkeys(ref for path, ref in found if len(path) > (2 if isinstance(path[-1], int) else 1)))
     refs = tuple(dict.fromkeys(ref for _, ref in found))
     endpoints = tuple(v for k in ENDPOINTS if isinstance(v := obj.get(k), str))
-    return Analysis(fields, refs, endpoints, nested)
+    return Analysis(fields, refs, endpoints, bool(deep), deep)
 
 
 def _field_markings(obj: Mapping[str, Any]) -> tuple[FieldMarking, ...]:
@@ -140,16 +141,18 @@ def _collect(node: Any, path: Path, out: list[tuple[Path, str]]) -> None:
 
 # stored shape -------------------------------------------------------------------------------------------
 class Shape(NamedTuple):
-    """Stored beside a version: its field marking sets (set id, selector), references and endpoints; and, when
-    every reference is at the top level, where in the stored body lie the members a release may cut
-    (`members`: key, start, end of each `"key":value`; `size`: the body's length), so it cuts without parsing."""
+    """Stored beside a version: its field marking sets (set id, selector), references and endpoints; and where
+    in the stored body lie the top-level members a release may cut (`members`: key, start, end of each
+    `"key":value`, flat; `size`: the body's length), so that it cuts without parsing. Decoded on every version a
+    restricted party reads: kept flat and cheap to make."""
 
     fields: tuple[tuple[int, str], ...] = ()
     references: tuple[str, ...] = ()
     endpoints: tuple[str, ...] = ()
     nested: bool = False
-    members: tuple[tuple[str, int, int], ...] = ()
+    members: tuple[Any, ...] = ()  # key, start, end, key, start, end, ...
     size: int = 0
+    deep: tuple[str, ...] = ()  # with `nested`: the ids referenced below the top level (a cut leaves them)
 
     def encode(self) -> bytes | None:
         """Compact JSON, or None when the version has nothing that a release could trim."""
@@ -165,8 +168,11 @@ class Shape(NamedTuple):
         if self.nested:
             doc["n"] = 1
         if self.members:
-            doc["s"] = [part for member in self.members for part in member]  # flat: key, start, end, key, ...
+            doc["s"] = self.members
+        if self.size:
             doc["z"] = self.size
+        if self.deep:
+            doc["d"] = self.deep
         return orjson.dumps(doc)
 
     @classmethod
@@ -177,19 +183,21 @@ class Shape(NamedTuple):
         doc = orjson.loads(raw)
         fields, flat = doc.get("f"), doc.get("s")
         return cls(
-            tuple((int(s), str(sel)) for s, sel in fields) if fields else (),
+            tuple(map(tuple, fields)) if fields else (),
             tuple(doc.get("r", ())),
             tuple(doc.get("e", ())),
             "n" in doc,
-            tuple(zip(flat[0::3], flat[1::3], flat[2::3], strict=True)) if flat else (),
+            tuple(flat) if flat else (),
             doc.get("z", 0),
+            tuple(doc["d"]) if "d" in doc else (),
         )
 
     def with_members(self, obj: Mapping[str, Any]) -> Shape:
         """This shape with the spans of the members a release may cut, in `orjson.dumps(obj)` (the stored body).
 
-        Only for a shape whose references are all at the top level: the others are cut by parsing."""
-        if self.nested or (not self.fields and not self.references):
+        A shape with references below the top level needs `deep` (a version whose hidden ids are among them is
+        cut by parsing)."""
+        if (self.nested and not self.deep) or (not self.fields and not self.references):
             return self
         keys = {"granular_markings"}
         keys.update(k for k in obj if k.endswith(("_ref", "_refs")) and k not in _NOT_REFERENCES)
@@ -198,18 +206,18 @@ class Shape(NamedTuple):
             if len(path) == 1 and isinstance(path[0], str):
                 keys.add(path[0])
         members, size = spans(obj, keys)
-        return Shape(self.fields, self.references, self.endpoints, self.nested, members, size)
+        return self._replace(members=members, size=size)
 
 
-def spans(obj: Mapping[str, Any], keys: Collection[str]) -> tuple[tuple[tuple[str, int, int], ...], int]:
-    """Where each member of `obj` named in `keys` lies in `orjson.dumps(obj)` (key, start, end of `"key":value`),
-    and the length of the whole. orjson writes compact JSON, so each member is its key's and value's own bytes."""
-    found: list[tuple[str, int, int]] = []
+def spans(obj: Mapping[str, Any], keys: Collection[str]) -> tuple[tuple[Any, ...], int]:
+    """Where each member of `obj` named in `keys` lies in `orjson.dumps(obj)` (key, start, end of `"key":value`,
+    flat), and the length of the whole. orjson writes compact JSON: each member is its key's and value's bytes."""
+    found: list[Any] = []
     at = 1
     for key, value in obj.items():
         end = at + len(orjson.dumps(key)) + 1 + len(orjson.dumps(value))
         if key in keys:
-            found.append((key, at, end))
+            found.extend((key, at, end))
         at = end + 1
     return tuple(found), max(at, 2)
 
@@ -284,25 +292,27 @@ def cut(
 ) -> tuple[bool, bytes | None]:
     """What `redact` then `orjson.dumps` would make of the stored body, made by splicing its bytes where the
     shape's members lie: (True, the bytes, or None when the version must be withheld); (False, None) when it
-    cannot be done so (a reference or hidden selector below the top level, no spans, spans that do not fit
-    the body): then the caller parses. The same rules as `redact`, on top-level members only.
+    cannot be done so (a hidden id referenced or a hidden selector below the top level, no spans, spans that
+    do not fit the body): then the caller parses. The same rules as `redact`, on top-level members only.
 
     It runs on every version a release trims, so it is written for speed: one pass over the few members."""
     members = shape.members
-    if shape.nested or not members or len(body) != shape.size:
+    if not shape.size or len(body) != shape.size:
         return False, None
+    if shape.nested and (not shape.deep or any(i in hidden_ids for i in shape.deep)):
+        return False, None  # a hidden id below the top level: only the walk through the object finds it
     removed: set[Path] = set()
     for selector in hidden_selectors:
-        path = parse_selector(selector)
-        if len(path) != 1:
+        if "." in selector or "[" in selector:  # below the top level (a stored selector never starts with [n])
             return False, None
-        removed.add(path)
+        removed.add((selector,))
     found = 0
     needed = required(type_)
     lists: dict[str, list[Any]] = {}
     # A hidden id in a member is its JSON string there: the members without one are never parsed.
     encoded = [orjson.dumps(i) for i in hidden_ids]
-    for key, start, end in members:
+    it = iter(members)
+    for key, start, end in zip(it, it, it, strict=True):
         name = orjson.dumps(key)
         if not body.startswith(name, start) or body[end] not in b",}" or body[start - 1] not in b"{,":
             return False, None  # the spans do not describe this body
@@ -330,7 +340,7 @@ def cut(
 
 
 def _spliced(
-    body: bytes, members: Sequence[tuple[str, int, int]], type_: str, removed: set[Path], lists: Mapping[str, list[Any]]
+    body: bytes, members: Sequence[Any], type_: str, removed: set[Path], lists: Mapping[str, list[Any]]
 ) -> bytes | None:
     gone: dict[Path, list[int]] = {}
     for path in removed:
@@ -345,7 +355,8 @@ def _spliced(
             return None
     pieces: list[bytes] = []
     after = 1  # just past the last member cut; between two lie the others, with their commas
-    for key, start, end in members:
+    it = iter(members)
+    for key, start, end in zip(it, it, it, strict=True):
         if (key,) in removed:
             new = None
         elif (key,) in gone:

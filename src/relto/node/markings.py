@@ -92,7 +92,7 @@ class MarkingResolver:
         analysis = redact.analyse(obj)
         if not obj.get("granular_markings"):
             set_id = self._set_for(party, checked.marking_refs, pending)
-            shape = redact.Shape((), analysis.references, analysis.endpoints, analysis.nested)
+            shape = redact.Shape((), analysis.references, analysis.endpoints, analysis.nested, deep=analysis.deep)
             return set_id, shape.with_members(obj).encode()
         # Every part of an object without a REL TO of its own is for the originator only (fail closed): a
         # granular marking can narrow a field, never widen it.
@@ -108,7 +108,9 @@ class MarkingResolver:
             field_set = self._set_for(party, refs, pending, closed)
             if field_set != set_id and not f.whole_required:
                 fields.append((field_set, f.selector))
-        shape = redact.Shape(tuple(fields), analysis.references, analysis.endpoints, analysis.nested)
+        shape = redact.Shape(
+            tuple(fields), analysis.references, analysis.endpoints, analysis.nested, deep=analysis.deep
+        )
         return set_id, shape.with_members(obj).encode()
 
     def _check_unchanged(self, party: Party, definition_id: str, obj: dict[str, Any]) -> None:
