@@ -1131,9 +1131,7 @@ def _list_references_kept(original: Any) -> Any:
 
 def _spliced_list_references_kept(original: Any) -> Any:
     """A one-line bug in cutting the stored bytes: references removed from `*_refs` lists are put back."""
-    return lambda body, members, type_, removed, lists: original(
-        body, members, type_, {p for p in removed if len(p) == 1}, lists
-    )
+    return lambda body, members, drop, lists: original(body, members, drop, {})
 
 
 @pytest.mark.parametrize(

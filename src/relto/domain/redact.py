@@ -296,90 +296,116 @@ def cut(
     do not fit the body): then the caller parses. The same rules as `redact`, on top-level members only.
 
     It runs on every version a release trims, so it is written for speed: one pass over the few members."""
-    members = shape.members
     if not shape.size or len(body) != shape.size:
         return False, None
     if shape.nested and (not shape.deep or any(i in hidden_ids for i in shape.deep)):
         return False, None  # a hidden id below the top level: only the walk through the object finds it
-    removed: set[Path] = set()
+    drop: set[str] = set()  # members removed whole
     for selector in hidden_selectors:
         if "." in selector or "[" in selector:  # below the top level (a stored selector never starts with [n])
             return False, None
-        removed.add((selector,))
+        drop.add(selector)
     found = 0
     needed = required(type_)
-    lists: dict[str, list[Any]] = {}
+    lists: dict[str, tuple[list[Any], list[int]]] = {}  # `*_refs` members losing elements: (the list, which)
     # A hidden id in a member is its JSON string there: the members without one are never parsed.
     encoded = [orjson.dumps(i) for i in hidden_ids]
-    it = iter(members)
+    it = iter(members := shape.members)
     for key, start, end in zip(it, it, it, strict=True):
-        name = orjson.dumps(key)
+        name = _NAMES.get(key) or _name(key)
         if not body.startswith(name, start) or body[end] not in b",}" or body[start - 1] not in b"{,":
             return False, None  # the spans do not describe this body
-        if (key,) in removed:
+        if key in drop:
             found += 1
         elif encoded and key not in _NOT_REFERENCES:  # the same references as _top_level finds
-            value = body[start + len(name) + 1 : end]
+            value = body[start + len(name) : end]
             if key.endswith("_ref"):
                 if value in encoded:
                     if key in needed:  # a required reference to a hidden object: the version is withheld
                         return True, None
-                    removed.add((key,))
+                    drop.add(key)
             elif key.endswith("_refs") and any(e in value for e in encoded):
                 items = orjson.loads(value)
                 if isinstance(items, list):
-                    lists[key] = items
-                    removed.update(
-                        (key, i) for i, item in enumerate(items) if isinstance(item, str) and item in hidden_ids
-                    )
+                    at = [i for i, item in enumerate(items) if isinstance(item, str) and item in hidden_ids]
+                    if len(at) >= len(items):  # every element goes: the list goes (_close_emptied_lists)
+                        if key in needed:
+                            return True, None
+                        drop.add(key)
+                    elif at:
+                        lists[key] = (items, at)
     if found < len(hidden_selectors):
         return False, None  # a hidden field that is not among the members
-    if not removed:
+    if not drop and not lists:
         return True, body
-    return True, _spliced(body, members, type_, removed, lists)
+    if not needed.isdisjoint(drop):
+        return True, None
+    return True, _spliced(body, members, drop, lists)
+
+
+_NAMES: dict[str, bytes] = {}  # a member's key as it starts the member: '"key":'
+
+
+def _name(key: str) -> bytes:
+    if len(_NAMES) > 4096:  # bounded: keys are mostly the same few
+        _NAMES.clear()
+    name = _NAMES[key] = orjson.dumps(key) + b":"
+    return name
 
 
 def _spliced(
-    body: bytes, members: Sequence[Any], type_: str, removed: set[Path], lists: Mapping[str, list[Any]]
-) -> bytes | None:
-    gone: dict[Path, list[int]] = {}
-    for path in removed:
-        if len(path) == 2 and path[:1] not in removed:
-            gone.setdefault(path[:1], []).append(int(path[1]))
-    for container, indexes in list(gone.items()):
-        if len(indexes) >= len(lists[str(container[0])]):  # every element goes: the list goes too
-            removed.add(container)
-            del gone[container]
-    for name in required(type_):
-        if (name,) in removed:
-            return None
+    body: bytes, members: Sequence[Any], drop: Collection[str], lists: Mapping[str, tuple[list[Any], list[int]]]
+) -> bytes:
     pieces: list[bytes] = []
     after = 1  # just past the last member cut; between two lie the others, with their commas
     it = iter(members)
     for key, start, end in zip(it, it, it, strict=True):
-        if (key,) in removed:
+        if key in drop:
             new = None
-        elif (key,) in gone:
-            dropped = set(gone[(key,)])
-            new = [item for i, item in enumerate(lists[key]) if i not in dropped]
+        elif key in lists:
+            items, at = lists[key]
+            new = [item for i, item in enumerate(items) if i not in at]
         elif key == "granular_markings":
-            for indexes in gone.values():
-                indexes.sort()
-            holder = {key: orjson.loads(body[start + len(b'"granular_markings":') : end])}
-            _rewrite_granular(holder, removed, gone)
-            new = holder.get(key)
+            new = _granular(orjson.loads(body[start + len(b'"granular_markings":') : end]), drop, lists)
+            if new is _UNCHANGED:
+                continue
         else:
             continue
         between = body[after:start].removeprefix(b",").removesuffix(b",")
         if between:
             pieces.append(between)
         if new is not None:
-            pieces.append(orjson.dumps(key) + b":" + orjson.dumps(new))
+            pieces.append(_NAMES.get(key) or _name(key))
+            pieces[-1] += orjson.dumps(new)
         after = end
     rest = body[after:-1].removeprefix(b",")
     if rest:
         pieces.append(rest)
     return b"{" + b",".join(pieces) + b"}"
+
+
+_UNCHANGED: Any = object()
+
+
+def _granular(entries: Any, drop: Collection[str], lists: Mapping[str, tuple[list[Any], list[int]]]) -> Any:
+    """The granular markings once these members and list elements are cut (_rewrite_granular's answer), or
+    _UNCHANGED when no selector names any of them."""
+    if isinstance(entries, list) and not any(
+        selector.partition(".")[0] in drop or selector.partition(".")[0] in lists
+        for entry in entries
+        if isinstance(entry, dict)
+        for selector in entry.get("selectors", ())
+        if isinstance(selector, str)
+    ):
+        return _UNCHANGED
+    removed: set[Path] = {(key,) for key in drop}
+    gone: dict[Path, list[int]] = {}
+    for key, (_, at) in lists.items():
+        removed.update((key, i) for i in at)
+        gone[(key,)] = at
+    holder = {"granular_markings": entries}
+    _rewrite_granular(holder, removed, gone)
+    return holder.get("granular_markings")
 
 
 def _at(obj: Any, path: Path) -> Any:
