@@ -214,8 +214,9 @@ def spans(obj: Mapping[str, Any], keys: Collection[str]) -> tuple[tuple[Any, ...
     flat), and the length of the whole. orjson writes compact JSON: each member is its key's and value's bytes."""
     found: list[Any] = []
     at = 1
-    for key, value in obj.items():
-        end = at + len(orjson.dumps(key)) + 1 + len(orjson.dumps(value))
+    dumps = orjson.dumps
+    for key, value in obj.items():  # on every published version with references: ~3 us for ATT&CK's
+        end = at + len(_NAMES.get(key) or _name(key)) + len(dumps(value))
         if key in keys:
             found.extend((key, at, end))
         at = end + 1
