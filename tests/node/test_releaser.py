@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 import orjson
+import pytest
 
+from relto.domain import redact
 from relto.domain.levels import Ladder
 from relto.domain.markings import releasability_marking
 from relto.domain.parties import Party
@@ -13,6 +16,7 @@ from relto.domain.timestamps import parse_timestamp
 from relto.node import Node
 from relto.store.base import VersionQuery
 from relto.taxii.filters import Filters
+from tests.conftest import shared_data
 
 LADDER = Ladder()
 SECRET = LADDER.rank("SECRET")
@@ -123,3 +127,45 @@ def test_a_page_past_many_withheld_versions_reads_on_in_one_larger_read(node: No
     assert [i for p in pages for i in p] == shown
     assert [len(p) for p in pages] == [10, 10, 10, 10, 0]  # the last withheld versions come after the 40th
     assert reads <= 2 * len(pages) + 1
+
+
+def test_cutting_stored_bytes_releases_what_parsing_released_on_attack(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slice of ATT&CK Enterprise marked as bench/release.py marks it (half also for KOR, every relationship's
+    description for USA alone): every page KOR and GBR read is the same, byte for byte, whether the release cuts
+    the stored bytes or parses every version it trims (the path before the cut)."""
+    everything = orjson.loads(gzip.decompress(shared_data("enterprise-attack-18.1-stix21.json.gz").read_bytes()))
+    definitions = [o for o in everything["objects"] if o["type"] == "marking-definition"]
+    mitre = [o for o in everything["objects"] if o["type"] == "identity"]  # named by every object; USA's alone
+    objects = [o for o in everything["objects"] if o["type"] not in ("marking-definition", "identity")][::10]
+    wide = releasability_marking("UNCLASSIFIED", ["GBR", "KOR", "USA"], LADDER)
+    narrow = releasability_marking("SECRET", ["USA"], LADDER)
+    for i, obj in enumerate(objects):
+        obj["object_marking_refs"] = [*obj.get("object_marking_refs", []), *([wide["id"]] if i % 2 else [])]
+        if obj["type"] == "relationship" and "description" in obj:
+            obj["granular_markings"] = [{"selectors": ["description"], "marking_ref": narrow["id"]}]
+    coll = node.add_collection("ATT&CK").id
+    status = node.publish(USA, coll, [wide, narrow, *definitions, *mitre, *objects])
+    assert status["failure_count"] == 0, status["failures"][:3]
+
+    def pages(party: Party) -> list[bytes]:
+        bodies, cursor = [], None
+        while True:
+            page = node.read(party, coll, Filters(limit=200, next=cursor))
+            bodies.extend(page.bodies)
+            if not page.more or page.next is None:
+                return bodies
+            cursor = page.next
+
+    made = []
+    real_cut = redact.cut
+    with monkeypatch.context() as m:
+        m.setattr(redact, "cut", lambda *a: made.append(r := real_cut(*a)) or r)
+        cut = {party.nation: pages(party) for party in (KOR, GBR)}
+    assert sum(done for done, _ in made) > 500  # most trimmed versions were cut, not parsed
+    with monkeypatch.context() as m:
+        m.setattr(redact, "cut", lambda *_: (False, None))
+        parsed = {party.nation: pages(party) for party in (KOR, GBR)}
+    assert cut == parsed
+    assert 100 < len(cut["KOR"]) < len(objects) and any(b'"created_by_ref"' not in b for b in cut["KOR"])
