@@ -1129,12 +1129,18 @@ def _list_references_kept(original: Any) -> Any:
     return lambda node, path=(): [(p, ref) for p, ref in original(node, path) if not isinstance(p[-1], int)]
 
 
+def _spliced_members_kept(original: Any) -> Any:
+    """A one-line bug in cutting the stored bytes: the members to remove whole (fields, references) are kept."""
+    return lambda body, members, drop, lists: original(body, members, set(), lists)
+
+
 @pytest.mark.parametrize(
     ("function", "bug"),
     [
         ("resolves", _element_selectors_ignored),
         ("_moved", _indexes_not_renumbered),
         ("references", _list_references_kept),
+        ("_spliced", _spliced_members_kept),
     ],
 )
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # the bug is in the engine, not the store

@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from relto.domain.errors import InvalidObject
-from relto.domain.redact import Shape, analyse, redact
+from relto.domain.redact import Shape, analyse, cut, redact
 from relto.domain.selectors import format_selector, parse_selector
 
 M1 = "marking-definition--11111111-1111-4111-8111-111111111111"
@@ -167,3 +170,93 @@ def test_a_reference_inside_an_object_in_a_refs_list_is_found() -> None:
     """Found by the release property test: `x_parts_refs: [{"part_ref": C}]` leaked C to parties it is hidden from."""
     obj = report(x_parts_refs=[{"part_ref": C, "x_role": "part"}])
     assert C in analyse(obj).references and analyse(obj).nested is True
+
+
+# cutting the stored bytes (`cut`): the same answer as parsing, trimming and serialising -------------------
+POOL = (A, B, C, "identity--99999999-9999-4999-8999-999999999999")
+SELECTABLE_TYPES = ("report", "relationship", "sighting", "malware", "x-custom")
+_text = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from([f'"{A}"', f'say "{B}", \\ {C}', "é\u2028\x00", f"{A}"]),
+)
+_value = st.one_of(_text, st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False), st.booleans())
+_extra = {
+    "created_by_ref": st.sampled_from(POOL),
+    "x_a_ref": st.sampled_from(POOL),
+    "x_c_ref": st.one_of(st.sampled_from(POOL), st.dictionaries(st.text(max_size=3), _value, max_size=2)),
+    "x_b_refs": st.lists(st.one_of(st.sampled_from(POOL), _value, st.lists(_value, max_size=2)), max_size=4),
+    "where_sighted_refs": st.lists(st.sampled_from(POOL), min_size=1, max_size=3),
+    "description": _text,
+    "labels": st.lists(_text, min_size=1, max_size=3),
+    "x_num": _value,
+    "x_obj": st.dictionaries(st.text(max_size=3), _value, min_size=1, max_size=2),
+    "x_deep": st.lists(st.fixed_dictionaries({"owner_ref": st.sampled_from(POOL)}), min_size=1, max_size=2),
+}
+
+
+@st.composite
+def stored_objects(draw: Any) -> dict[str, Any]:
+    """An object as it could be published: required properties, references and other members in any order,
+    granular markings on some of its fields (whole members and list elements)."""
+    type_ = draw(st.sampled_from(SELECTABLE_TYPES))
+    obj: dict[str, Any] = {"type": type_, "id": f"{type_}--{draw(st.uuids())}", "spec_version": "2.1"}
+    obj.update(created="2024-10-18T00:00:00Z", modified="2024-10-18T00:00:00Z")
+    if type_ == "report":
+        obj.update(
+            name="r", published="2024-10-18T00:00:00Z", object_refs=draw(st.lists(st.sampled_from(POOL), min_size=1))
+        )
+    elif type_ == "relationship":
+        obj.update(
+            relationship_type="uses", source_ref=draw(st.sampled_from(POOL)), target_ref=draw(st.sampled_from(POOL))
+        )
+    elif type_ == "sighting":
+        obj.update(sighting_of_ref=draw(st.sampled_from(POOL)))
+    elif type_ == "malware":
+        obj.update(name="m", is_family=draw(st.booleans()))
+    for key in draw(st.lists(st.sampled_from(sorted(_extra)), unique=True)):
+        obj[key] = draw(_extra[key])
+    obj["object_marking_refs"] = [M1]
+    keys = draw(st.permutations(list(obj)))
+    obj = {k: obj[k] for k in keys}
+    selectable = [k for k in obj if k not in ("id", "type", "object_marking_refs")]
+    selectable += [f"{k}.[{i}]" for k in ("labels", "x_b_refs", "object_refs") for i in range(len(obj.get(k, ())))]
+    chosen = draw(st.lists(st.sampled_from(selectable), unique=True, max_size=4))
+    if chosen:
+        split = draw(st.integers(0, len(chosen)))
+        entries = [{"selectors": chosen[:split], "marking_ref": M2}, {"selectors": chosen[split:], "lang": "en"}]
+        obj["granular_markings"] = [e for e in entries if e["selectors"]]
+    return obj
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(stored_objects(), st.data())
+def test_cutting_the_stored_bytes_equals_parsing_and_trimming(obj: dict[str, Any], data: st.DataObject) -> None:
+    analysis = analyse(obj)
+    selectors = [f.selector for f in analysis.fields]
+    shape = Shape(
+        tuple((7, s) for s in selectors), analysis.references, analysis.endpoints, analysis.nested, deep=analysis.deep
+    )
+    shape = Shape.decode(shape.with_members(obj).encode())
+    body = orjson.dumps(obj)
+    hidden_selectors = data.draw(st.lists(st.sampled_from(selectors), unique=True) if selectors else st.just([]))
+    hidden_ids = set(data.draw(st.lists(st.sampled_from(POOL), unique=True)))
+    parsed = redact(orjson.loads(body), hidden_selectors, hidden_ids, nested=analysis.nested)
+    done, cut_bytes = cut(body, shape, obj["type"], hidden_selectors, hidden_ids)
+    if done:
+        assert cut_bytes == (None if parsed is None else orjson.dumps(parsed))
+    else:  # it may decline only what it cannot do without parsing (or a version with nothing to trim)
+        assert (
+            shape.encode() is None
+            or not hidden_ids.isdisjoint(analysis.deep)
+            or any(len(parse_selector(s)) > 1 for s in hidden_selectors)
+        )
+
+
+def test_cut_declines_spans_that_do_not_describe_the_body() -> None:
+    obj = report(x_a_ref=A, x_c_ref=C, created_by_ref=A)
+    shape = Shape((), analyse(obj).references).with_members(obj)
+    swapped = {("x_c_ref" if k == "x_a_ref" else "x_a_ref" if k == "x_c_ref" else k): v for k, v in obj.items()}
+    body = orjson.dumps(swapped)  # the same length, other keys where the spans point
+    assert len(body) == shape.size
+    assert cut(body, shape, "report", [], {A}) == (False, None)
+    assert cut(orjson.dumps(obj), shape, "report", [], {A})[0] is True

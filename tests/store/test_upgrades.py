@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import Engine, MetaData, create_engine, inspect
 
@@ -28,7 +29,7 @@ from relto.store.migrate import _config, current_revision, head_revision
 from relto.store.open import DB_FILE, open_store
 from relto.store.postgres import engine_url
 from tests.conftest import PostgresDatabases, make_node
-from tests.store.test_backup import cli, populate, views
+from tests.store.test_backup import GBR_ONLY, T0, WIDE, cli, populate, tool, views
 
 OLD = ("0001", "0002", "0003", "0004", "0005")
 
@@ -36,9 +37,11 @@ OLD = ("0001", "0002", "0003", "0004", "0005")
 class Original:
     """A node populated at head: its rows, its collection, its tokens and what each nation read."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, trimmed: bool = False) -> None:
         node = make_node(folder)
         self.coll, self.tokens = populate(node)
+        if trimmed:
+            self._publish_trimmed(node)
         self.views = views(node, self.coll, self.tokens)
         node.decisions.flush()
         self.v1_decisions = format_1(node.store.decisions(0, 1000))
@@ -49,6 +52,21 @@ class Original:
         with engine.connect() as conn:
             self.rows = {t.name: [dict(r._mapping) for r in conn.execute(t.select())] for t in found.sorted_tables}
         engine.dispose()
+
+    def _publish_trimmed(self, node: Node) -> None:
+        """A version that KOR receives trimmed: a reference to a tool hidden from it, a field marked for GBR."""
+        report = {
+            **tool(6, WIDE),
+            "type": "report",
+            "id": "report--00000000-0000-4000-8000-000000000006",
+            "published": T0,
+            "description": "for GBR",
+            "object_refs": [tool(2, GBR_ONLY)["id"], tool(1, WIDE)["id"]],
+            "x_links": [{"owner_ref": tool(1, WIDE)["id"]}],  # a reference below the top level
+            "granular_markings": [{"selectors": ["description"], "marking_ref": GBR_ONLY["id"]}],
+        }
+        status = node.publish(node.authenticate(self.tokens["GBR"]), self.coll, [report])
+        assert status["failure_count"] == 0, status
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +96,8 @@ def build_old(engine: Engine, revision: str, original: Original) -> None:
     old.reflect(engine)
     rows = dict(original.rows)
     rows["decisions"] = original.v1_decisions  # the log stored copies (format 1) before 0006
+    # Before 0007 a shape did not say where its members lie in the body.
+    rows["objects"] = [{**r, "shape": _without_spans(r["shape"])} for r in rows["objects"]]
     if "marking_definitions" in old.tables:  # before 0004: one definition per id, no publisher
         rows["marking_definitions"] = [{"id": d["id"], "body": d["body"]} for d in rows.pop("definitions")]
     with engine.begin() as conn:
@@ -89,9 +109,20 @@ def build_old(engine: Engine, revision: str, original: Original) -> None:
         assert current_revision(conn) == revision
 
 
+def _without_spans(shape: bytes | None) -> bytes | None:
+    if shape is None:
+        return None
+    doc = orjson.loads(shape)
+    return orjson.dumps({k: v for k, v in doc.items() if k not in ("s", "z")})
+
+
 def check_upgraded(node: Node, original: Original) -> None:
-    """Each nation reads what it read before; tokens authenticate."""
+    """Each nation reads what it read before; tokens authenticate; each version's shape is what publishing it
+    now would store (0007 filled in the spans of its members)."""
     assert views(node, original.coll, original.tokens) == original.views
+    with node.store.engine.connect() as conn:  # type: ignore[attr-defined]
+        shapes = dict(conn.execute(sa.text("SELECT seq, shape FROM objects")).all())
+    assert shapes == {r["seq"]: r["shape"] for r in original.rows["objects"]}
     for nation, token in original.tokens.items():
         assert node.authenticate(token).nation == nation
 
@@ -124,6 +155,29 @@ def test_sqlite_node_upgrades_from(revision: str, original: Original, tmp_path: 
             store.close()
         old = len(original.v1_decisions)
         assert formats[:old] == [1] * old and formats[old:] and set(formats[old:]) == {2}
+
+
+@pytest.fixture(scope="module")
+def trimmed(tmp_path_factory: pytest.TempPathFactory) -> Original:
+    return Original(tmp_path_factory.mktemp("trimmed") / "node", trimmed=True)
+
+
+@pytest.mark.parametrize("revision", ["0002", "0005"])
+def test_0007_gives_stored_shapes_the_spans_a_release_cuts_by(revision: str, trimmed: Original, tmp_path: Path) -> None:
+    """Versions stored before 0007 get the spans publishing now stores, and are released as before."""
+    folder = tmp_path / "node"
+    folder.mkdir(mode=0o700)
+    engine = create_engine(f"sqlite:///{folder / DB_FILE}")
+    build_old(engine, revision, trimmed)
+    engine.dispose()
+    (folder / DB_FILE).chmod(0o600)
+    assert cli("migrate", "--data", str(folder)).exit_code == 0
+    node = Node(open_store(data=folder))
+    try:
+        check_upgraded(node, trimmed)
+    finally:
+        node.close()
+    assert any(b'"s":' in (r["shape"] or b"") for r in trimmed.rows["objects"])
 
 
 def test_serve_open_path_upgrades(original: Original, tmp_path: Path) -> None:

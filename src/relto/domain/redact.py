@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -42,6 +42,7 @@ class Analysis:
     references: tuple[str, ...]
     endpoints: tuple[str, ...]
     nested: bool = False  # some reference is below the top level (in an extension, a list of objects, ...)
+    deep: tuple[str, ...] = ()  # the ids referenced there
 
 
 def analyse(obj: Mapping[str, Any]) -> Analysis:
@@ -53,10 +54,10 @@ def analyse(obj: Mapping[str, Any]) -> Analysis:
     """
     fields = _field_markings(obj) if obj.get("granular_markings") else ()
     found = list(references(obj))
-    nested = any(len(path) > (2 if isinstance(path[-1], int) else 1) for path, _ in found)
+    deep = tuple(dict.fromkeys(ref for path, ref in found if len(path) > (2 if isinstance(path[-1], int) else 1)))
     refs = tuple(dict.fromkeys(ref for _, ref in found))
     endpoints = tuple(v for k in ENDPOINTS if isinstance(v := obj.get(k), str))
-    return Analysis(fields, refs, endpoints, nested)
+    return Analysis(fields, refs, endpoints, bool(deep), deep)
 
 
 def _field_markings(obj: Mapping[str, Any]) -> tuple[FieldMarking, ...]:
@@ -139,14 +140,19 @@ def _collect(node: Any, path: Path, out: list[tuple[Path, str]]) -> None:
 
 
 # stored shape -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Shape:
-    """Stored beside a version: its field marking sets (set id, selector), references and endpoints."""
+class Shape(NamedTuple):
+    """Stored beside a version: its field marking sets (set id, selector), references and endpoints; and where
+    in the stored body lie the top-level members a release may cut (`members`: key, start, end of each
+    `"key":value`, flat; `size`: the body's length), so that it cuts without parsing. Decoded on every version a
+    restricted party reads: kept flat and cheap to make."""
 
     fields: tuple[tuple[int, str], ...] = ()
     references: tuple[str, ...] = ()
     endpoints: tuple[str, ...] = ()
     nested: bool = False
+    members: tuple[Any, ...] = ()  # key, start, end, key, start, end, ...
+    size: int = 0
+    deep: tuple[str, ...] = ()  # with `nested`: the ids referenced below the top level (a cut leaves them)
 
     def encode(self) -> bytes | None:
         """Compact JSON, or None when the version has nothing that a release could trim."""
@@ -161,6 +167,12 @@ class Shape:
             doc["e"] = self.endpoints
         if self.nested:
             doc["n"] = 1
+        if self.members:
+            doc["s"] = self.members
+        if self.size:
+            doc["z"] = self.size
+        if self.deep:
+            doc["d"] = self.deep
         return orjson.dumps(doc)
 
     @classmethod
@@ -169,12 +181,46 @@ class Shape:
         if raw is None:
             return _EMPTY
         doc = orjson.loads(raw)
+        fields, flat = doc.get("f"), doc.get("s")
         return cls(
-            tuple((int(s), str(sel)) for s, sel in doc.get("f", ())),
+            tuple(map(tuple, fields)) if fields else (),
             tuple(doc.get("r", ())),
             tuple(doc.get("e", ())),
-            bool(doc.get("n")),
+            "n" in doc,
+            tuple(flat) if flat else (),
+            doc.get("z", 0),
+            tuple(doc["d"]) if "d" in doc else (),
         )
+
+    def with_members(self, obj: Mapping[str, Any]) -> Shape:
+        """This shape with the spans of the members a release may cut, in `orjson.dumps(obj)` (the stored body).
+
+        A shape with references below the top level needs `deep` (a version whose hidden ids are among them is
+        cut by parsing)."""
+        if (self.nested and not self.deep) or (not self.fields and not self.references):
+            return self
+        keys = {"granular_markings"}
+        keys.update(k for k in obj if k.endswith(("_ref", "_refs")) and k not in _NOT_REFERENCES)
+        for _, selector in self.fields:
+            path = parse_selector(selector)
+            if len(path) == 1 and isinstance(path[0], str):
+                keys.add(path[0])
+        members, size = spans(obj, keys)
+        return self._replace(members=members, size=size)
+
+
+def spans(obj: Mapping[str, Any], keys: Collection[str]) -> tuple[tuple[Any, ...], int]:
+    """Where each member of `obj` named in `keys` lies in `orjson.dumps(obj)` (key, start, end of `"key":value`,
+    flat), and the length of the whole. orjson writes compact JSON: each member is its key's and value's bytes."""
+    found: list[Any] = []
+    at = 1
+    dumps = orjson.dumps
+    for key, value in obj.items():  # on every published version with references: ~3 us for ATT&CK's
+        end = at + len(_NAMES.get(key) or _name(key)) + len(dumps(value))
+        if key in keys:
+            found.extend((key, at, end))
+        at = end + 1
+    return tuple(found), max(at, 2)
 
 
 _EMPTY = Shape()
@@ -240,6 +286,127 @@ def redact(
             return None
     _rewrite_granular(obj, removed, gone)
     return obj
+
+
+def cut(
+    body: bytes, shape: Shape, type_: str, hidden_selectors: Sequence[str], hidden_ids: Collection[str]
+) -> tuple[bool, bytes | None]:
+    """What `redact` then `orjson.dumps` would make of the stored body, made by splicing its bytes where the
+    shape's members lie: (True, the bytes, or None when the version must be withheld); (False, None) when it
+    cannot be done so (a hidden id referenced or a hidden selector below the top level, no spans, spans that
+    do not fit the body): then the caller parses. The same rules as `redact`, on top-level members only.
+
+    It runs on every version a release trims, so it is written for speed: one pass over the few members."""
+    if not shape.size or len(body) != shape.size:
+        return False, None
+    if shape.nested and (not shape.deep or any(i in hidden_ids for i in shape.deep)):
+        return False, None  # a hidden id below the top level: only the walk through the object finds it
+    drop: set[str] = set()  # members removed whole
+    for selector in hidden_selectors:
+        if "." in selector or "[" in selector:  # below the top level (a stored selector never starts with [n])
+            return False, None
+        drop.add(selector)
+    found = 0
+    needed = required(type_)
+    lists: dict[str, tuple[list[Any], list[int]]] = {}  # `*_refs` members losing elements: (the list, which)
+    # A hidden id in a member is its JSON string there: the members without one are never parsed.
+    encoded = [orjson.dumps(i) for i in hidden_ids]
+    it = iter(members := shape.members)
+    for key, start, end in zip(it, it, it, strict=True):
+        name = _NAMES.get(key) or _name(key)
+        if not body.startswith(name, start) or body[end] not in b",}" or body[start - 1] not in b"{,":
+            return False, None  # the spans do not describe this body
+        if key in drop:
+            found += 1
+        elif encoded and key not in _NOT_REFERENCES:  # the same references as _top_level finds
+            value = body[start + len(name) : end]
+            if key.endswith("_ref"):
+                if value in encoded:
+                    if key in needed:  # a required reference to a hidden object: the version is withheld
+                        return True, None
+                    drop.add(key)
+            elif key.endswith("_refs") and any(e in value for e in encoded):
+                items = orjson.loads(value)
+                if isinstance(items, list):
+                    at = [i for i, item in enumerate(items) if isinstance(item, str) and item in hidden_ids]
+                    if len(at) >= len(items):  # every element goes: the list goes (_close_emptied_lists)
+                        if key in needed:
+                            return True, None
+                        drop.add(key)
+                    elif at:
+                        lists[key] = (items, at)
+    if found < len(hidden_selectors):
+        return False, None  # a hidden field that is not among the members
+    if not drop and not lists:
+        return True, body
+    if not needed.isdisjoint(drop):
+        return True, None
+    return True, _spliced(body, members, drop, lists)
+
+
+_NAMES: dict[str, bytes] = {}  # a member's key as it starts the member: '"key":'
+
+
+def _name(key: str) -> bytes:
+    if len(_NAMES) > 4096:  # bounded: keys are mostly the same few
+        _NAMES.clear()
+    name = _NAMES[key] = orjson.dumps(key) + b":"
+    return name
+
+
+def _spliced(
+    body: bytes, members: Sequence[Any], drop: Collection[str], lists: Mapping[str, tuple[list[Any], list[int]]]
+) -> bytes:
+    pieces: list[bytes] = []
+    after = 1  # just past the last member cut; between two lie the others, with their commas
+    it = iter(members)
+    for key, start, end in zip(it, it, it, strict=True):
+        if key in drop:
+            new = None
+        elif key in lists:
+            items, at = lists[key]
+            new = [item for i, item in enumerate(items) if i not in at]
+        elif key == "granular_markings":
+            new = _granular(orjson.loads(body[start + len(b'"granular_markings":') : end]), drop, lists)
+            if new is _UNCHANGED:
+                continue
+        else:
+            continue
+        between = body[after:start].removeprefix(b",").removesuffix(b",")
+        if between:
+            pieces.append(between)
+        if new is not None:
+            pieces.append(_NAMES.get(key) or _name(key))
+            pieces[-1] += orjson.dumps(new)
+        after = end
+    rest = body[after:-1].removeprefix(b",")
+    if rest:
+        pieces.append(rest)
+    return b"{" + b",".join(pieces) + b"}"
+
+
+_UNCHANGED: Any = object()
+
+
+def _granular(entries: Any, drop: Collection[str], lists: Mapping[str, tuple[list[Any], list[int]]]) -> Any:
+    """The granular markings once these members and list elements are cut (_rewrite_granular's answer), or
+    _UNCHANGED when no selector names any of them."""
+    if isinstance(entries, list) and not any(
+        selector.partition(".")[0] in drop or selector.partition(".")[0] in lists
+        for entry in entries
+        if isinstance(entry, dict)
+        for selector in entry.get("selectors", ())
+        if isinstance(selector, str)
+    ):
+        return _UNCHANGED
+    removed: set[Path] = {(key,) for key in drop}
+    gone: dict[Path, list[int]] = {}
+    for key, (_, at) in lists.items():
+        removed.update((key, i) for i in at)
+        gone[(key,)] = at
+    holder = {"granular_markings": entries}
+    _rewrite_granular(holder, removed, gone)
+    return holder.get("granular_markings")
 
 
 def _at(obj: Any, path: Path) -> Any:

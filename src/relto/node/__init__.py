@@ -11,6 +11,7 @@ Every release and write is recorded by one call, `Node.record`, in the decision 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -231,23 +232,27 @@ class Node:
         kept: list[tuple[StoredVersion, bytes]] = []
         after: int | None = None
         examined, more, last_added = 0, False, None
+        # The versions read but not yet examined, in sequence order; whether they are all that is left; and when
+        # they were read. When many are withheld, the page reads on in one larger read rather than many small
+        # ones, and examines them in the same steps as it would have read them.
+        ahead: list[StoredVersion] = []
+        ahead_all, read_at = False, 0.0
         while True:
             want = limit - len(kept)
-            while True:
-                query = self._query(party, collection_id, filters, after, **{**overrides, "limit": want + 1})
-                rows = self.store.read(query)
-                if query.known_max_set is None or all(r.marking_set <= query.known_max_set for r in rows):
-                    break
-                # A marking set created since our policy was compiled (maybe by another process): recompile
-                # and ask again, rather than page past versions the party may be allowed to see.
-                self.policy.refresh(force=True)
-            more = len(rows) > want
-            rows = rows[:want]
+            if len(ahead) <= want and not ahead_all:
+                batch = want + 1
+                if examined:  # enough for what is missing at the share released so far, within the bound
+                    share = max(len(kept) / examined, 1 / _PAGE_EXAMINE)
+                    batch = max(batch, min(int(want / share * 1.25) + 1, limit * _PAGE_EXAMINE - examined + 1))
+                ahead, read_at = self._read(party, collection_id, filters, after, batch, overrides)
+                ahead_all = len(ahead) < batch
+            more = len(ahead) > want
+            rows, ahead = ahead[:want], ahead[want:]
             if not rows:
                 break
             after, last_added = rows[-1].seq, rows[-1].date_added
             examined += len(rows)
-            released = self.release(party, collection_id, rows)
+            released = self.release(party, collection_id, rows, read_at)
             kept.extend((r, b) for r, b in zip(rows, released, strict=True) if b is not None)
             # Past the bound a page ends as soon as it holds something: never empty while more follow (a
             # client would ask again from the same place, or page on with limit 0, as taxii2-client does).
@@ -255,6 +260,20 @@ class Node:
                 break
         cursor = self.cursors.seal(after, collection_id) if more and after is not None else None
         return Page([r for r, _ in kept], [b for _, b in kept], more, cursor, last_added)
+
+    def _read(
+        self, party: Party, collection_id: str, filters: Filters, after: int | None, limit: int, overrides: Any
+    ) -> tuple[list[StoredVersion], float]:
+        """Up to `limit` versions visible to the party after `after`, and when they were read (time.monotonic())."""
+        while True:
+            query = self._query(party, collection_id, filters, after, **{**overrides, "limit": limit})
+            read_at = time.monotonic()
+            rows = self.store.read(query)
+            if query.known_max_set is None or all(r.marking_set <= query.known_max_set for r in rows):
+                return rows, read_at
+            # A marking set created since our policy was compiled (maybe by another process): recompile
+            # and ask again, rather than page past versions the party may be allowed to see.
+            self.policy.refresh(force=True)
 
     def read_object(self, party: Party, collection_id: str, object_id: str, filters: Filters) -> Page:
         """Versions of one object; NotFound when it does not exist or none of it is released to the party."""

@@ -92,7 +92,8 @@ class MarkingResolver:
         analysis = redact.analyse(obj)
         if not obj.get("granular_markings"):
             set_id = self._set_for(party, checked.marking_refs, pending)
-            return set_id, redact.Shape((), analysis.references, analysis.endpoints, analysis.nested).encode()
+            shape = redact.Shape((), analysis.references, analysis.endpoints, analysis.nested, deep=analysis.deep)
+            return set_id, shape.with_members(obj).encode()
         # Every part of an object without a REL TO of its own is for the originator only (fail closed): a
         # granular marking can narrow a field, never widen it.
         closed = not self._releasable_at_all(party, checked.object_markings, pending)
@@ -107,8 +108,10 @@ class MarkingResolver:
             field_set = self._set_for(party, refs, pending, closed)
             if field_set != set_id and not f.whole_required:
                 fields.append((field_set, f.selector))
-        shape = redact.Shape(tuple(fields), analysis.references, analysis.endpoints, analysis.nested)
-        return set_id, shape.encode()
+        shape = redact.Shape(
+            tuple(fields), analysis.references, analysis.endpoints, analysis.nested, deep=analysis.deep
+        )
+        return set_id, shape.with_members(obj).encode()
 
     def _check_unchanged(self, party: Party, definition_id: str, obj: dict[str, Any]) -> None:
         """A nation's stored marking definition never changes (STIX 2.1 does not version definitions)."""

@@ -8,6 +8,8 @@ references to objects hidden from it removed, versions that would lose a require
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -16,7 +18,11 @@ import orjson
 from relto.domain import redact
 from relto.domain.parties import Party
 from relto.node.policy import PolicyView
-from relto.store.base import Holding, VersionStore
+from relto.store.base import Holding
+
+# Hidden-id verdicts kept per compiled view: how many views, and how many ids per view, before starting afresh.
+_VIEWS = 64
+_IDS_PER_VIEW = 200_000
 
 
 class Candidate(Protocol):
@@ -26,6 +32,8 @@ class Candidate(Protocol):
 
     @property
     def stix_id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
     @property
     def body(self) -> bytes | None: ...
     @property
@@ -38,12 +46,35 @@ class Candidate(Protocol):
     def shared(self) -> bool: ...
 
 
+class Holdings(Protocol):
+    """What the releaser asks the store: who holds which ids, and how far its history goes."""
+
+    def holdings(self, ids: Sequence[str]) -> list[Holding]: ...
+    def head(self) -> int: ...
+
+
+class _Verdicts:
+    """Whether each id asked about is hidden from one compiled view, as the store stood once its last sequence
+    was `head`: true for as long as it still is (every write that adds or removes a version takes a sequence)."""
+
+    __slots__ = ("head", "hidden")
+
+    def __init__(self, head: int) -> None:
+        self.head = head
+        self.hidden: dict[str, bool] = {}
+
+
 class Releaser:
     """Copy choice, field trimming, hidden references and withholding, asked by every exit path."""
 
-    def __init__(self, versions: VersionStore, policy: PolicyView) -> None:
+    def __init__(self, versions: Holdings, policy: PolicyView) -> None:
         self.versions = versions
         self.policy = policy
+        # (nation, visible sets) -> the verdicts for that view: the rules depend on nothing else but the holdings
+        self._views: dict[tuple[str, frozenset[int]], _Verdicts] = {}
+        self._lock = threading.Lock()
+        # (time.monotonic() before it was read, the head then): several reads of versions made before it share it
+        self._head_seen = (-1.0, 0)
 
     def release(
         self, party: Party, collection_id: str, versions: Sequence[Candidate], read_at: float | None = None
@@ -76,7 +107,7 @@ class Releaser:
             return out
         shapes = [None if v.shape is None else redact.Shape.decode(v.shape) for v in versions]
         foreign = [s if v.originator != party.nation else None for v, s in zip(versions, shapes, strict=True)]
-        hidden = self.hidden_in(party, visible, foreign)
+        hidden = self.hidden_in(party, visible, foreign, read_at)
         return _trim(party, versions, out, shapes, visible, hidden)
 
     def cut_for_both(
@@ -122,14 +153,58 @@ class Releaser:
         return chosen
 
     def hidden_in(
-        self, party: Party, visible: frozenset[int] | None, shapes: Sequence[redact.Shape | None]
+        self,
+        party: Party,
+        visible: frozenset[int] | None,
+        shapes: Sequence[redact.Shape | None],
+        read_at: float | None = None,
     ) -> set[str]:
-        """The ids these shapes reference that are hidden from a party seeing `visible` (None: every set)."""
+        """The ids these shapes reference that are hidden from a party seeing `visible` (None: every set).
+        `read_at`: when the versions these shapes are of were read (time.monotonic()), if known."""
         wanted = {ref for s in shapes if s is not None for ref in s.references}
-        return self._hidden(party, visible, wanted) if wanted and visible is not None else set()
+        return self._hidden(party, visible, wanted, read_at) if wanted and visible is not None else set()
 
-    def _hidden(self, party: Party, visible: frozenset[int], ids: set[str]) -> set[str]:
-        """The ids among `ids` hidden from a party that sees `visible` (docs/tearlines.md, rules 1 and 2)."""
+    def _hidden(self, party: Party, visible: frozenset[int], ids: set[str], read_at: float | None) -> set[str]:
+        """The ids among `ids` hidden from a party that sees `visible` (docs/tearlines.md, rules 1 and 2).
+
+        Verdicts are kept per view while the store's head stays where it was when they were reached (read
+        before the holdings, so a write in between only makes them be reached again): a version added or
+        deleted since, which could hide or reveal an id, always starts the view afresh (fail closed). The head
+        is read again unless it was read after the versions were (then it is no older than they are)."""
+        verdicts = self._verdicts(party.nation, visible, self._head(read_at))
+        known = verdicts.hidden
+        unknown = ids.difference(known)
+        hidden = {i for i in ids if i not in unknown and known[i]}
+        if unknown:
+            found = self._judge(party, visible, unknown)
+            hidden |= found
+            if len(known) + len(unknown) <= _IDS_PER_VIEW:
+                known.update({i: i in found for i in unknown})  # one update: never half an answer
+        return hidden
+
+    def _head(self, read_at: float | None) -> int:
+        """The store's head, read at or after `read_at` (None: now)."""
+        seen = self._head_seen
+        if read_at is not None and read_at <= seen[0]:
+            return seen[1]
+        started = time.monotonic()
+        head = self.versions.head()
+        self._head_seen = (started, head)
+        return head
+
+    def _verdicts(self, nation: str, visible: frozenset[int], head: int) -> _Verdicts:
+        """The verdicts kept for this view at this head (a fresh, empty one if the head has moved)."""
+        key = (nation, visible)
+        with self._lock:
+            verdicts = self._views.get(key)
+            if verdicts is None or verdicts.head != head:
+                verdicts = self._views[key] = _Verdicts(head)
+                if len(self._views) > _VIEWS:
+                    del self._views[next(iter(self._views))]
+            return verdicts
+
+    def _judge(self, party: Party, visible: frozenset[int], ids: set[str]) -> set[str]:
+        """The ids among `ids` hidden from a party that sees `visible`, from the store's holdings."""
         holdings = self._holdings(ids)
         hidden = {i for i, hs in holdings.items() if not any(h.marking_set in visible for h in hs)}
         endpoints: dict[str, tuple[str, ...]] = {}
@@ -162,15 +237,21 @@ def _trim(
     hidden: set[str],
 ) -> list[bytes | None]:
     out: list[bytes | None] = []
+    none: tuple[str, ...] = ()
     for v, body, shape in zip(versions, bodies, shapes, strict=True):
         if shape is None or body is None:
             out.append(body)
             continue
-        fields = [selector for set_id, selector in shape.fields if set_id not in visible]
-        ids = hidden.intersection(shape.references) if hidden and v.originator != party.nation else set()
+        fields = [selector for set_id, selector in shape.fields if set_id not in visible] if shape.fields else none
+        ids = hidden.intersection(shape.references) if hidden and v.originator != party.nation else none
         if not fields and not ids:
             out.append(body)
             continue
+        if v.body is not None:  # most versions are cut where their stored shape says, without parsing
+            done, cut = redact.cut(v.body, shape, v.type, fields, ids)
+            if done:
+                out.append(cut)
+                continue
         released = redact.redact(orjson.loads(body), fields, ids, nested=shape.nested or v.body is None)
         out.append(None if released is None else orjson.dumps(released))
     return out
