@@ -286,7 +286,9 @@ def create_app(node: Node) -> FastAPI:
             node.collection(collection_id)
             return parse_after(node, collection_id, resume, parsed.added_after)
 
-        start = await run_in_threadpool(prepare)
+        # The loop's own small pool, as the stream's later reads: many streams opening at once must not grow
+        # the request thread pool by a thread each (memory per subscriber).
+        start = await asyncio.to_thread(prepare)
         sub = Subscription(token, collection_id, start, frozenset(parsed.types), frozenset(parsed.ids))
         feed = await feeds.feed(collection_id)
         chunks = frames(node, feed, sub, heartbeat=settings.stream_heartbeat_seconds)

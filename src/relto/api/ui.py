@@ -5,6 +5,7 @@ recorded in the decision log under a "ui." path; the operator endpoints are in a
 
 from __future__ import annotations
 
+import asyncio
 import html
 import mimetypes
 from collections import deque
@@ -285,7 +286,8 @@ def add_ui_routes(app: FastAPI, node: Node, feeds: Feeds) -> UISession:
             node.collection(collection)
             return token, parse_after(node, collection, resume, None)
 
-        token, start = await run_in_threadpool(prepare)
+        # As in /stream/: the loop's small pool, not a request thread per stream opening at once.
+        token, start = await asyncio.to_thread(prepare)
         sub = Subscription(token, collection, start)
         feed = await feeds.feed(collection)
         chunks = frames(node, feed, sub, heartbeat=node.settings.stream_heartbeat_seconds)
