@@ -62,7 +62,8 @@ class Feed:
         # view -> event seq -> the event as released to that view; the views are what the policy engine
         # compiled for the parties (equal views: identical bytes), the events the newest of the ring.
         self._rendered: dict[Hashable, dict[int, Rendered]] = {}
-        self._batches: dict[tuple[Hashable, int], Batch] = {}  # (view, cursor) -> what follows it, rendered
+        # (view, cursor) -> what follows it, rendered (a future: one subscriber works it out, the others wait)
+        self._batches: dict[tuple[Hashable, int], asyncio.Future[Batch | None]] = {}
         self._rendered_floor = 0  # events at or below this sequence are no longer kept rendered
         self._unpruned = 0  # events added to the ring since rendered events were last dropped
         self._keep_rendered = max(2, min(RENDERED_EVENTS, ring_size))
@@ -95,14 +96,22 @@ class Feed:
             shared = self._rendered[view] = {}
         return shared
 
-    def batch(self, view: Hashable, cursor: int) -> Batch | None:
-        """What follows `cursor` as already released to `view`, if a subscriber of that view was there."""
+    def batch(self, view: Hashable, cursor: int) -> asyncio.Future[Batch | None] | None:
+        """What follows `cursor` as released to `view`, if a subscriber of that view is there or was: a future
+        (done once that subscriber has it; None then means: it could not, work it out yourself)."""
         return self._batches.get((view, cursor))
 
-    def keep_batch(self, view: Hashable, cursor: int, batch: Batch) -> None:
-        """Share what follows `cursor` as released to `view` with the next subscriber of that view there."""
-        if cursor > self._rendered_floor:
-            self._batches[view, cursor] = batch
+    def promise_batch(self, view: Hashable, cursor: int) -> asyncio.Future[Batch | None]:
+        """Say that the caller works out what follows `cursor` for `view`: the others of that view wait for it.
+        The caller must set a result (None if it fails)."""
+        promised: asyncio.Future[Batch | None] = asyncio.get_running_loop().create_future()
+        if cursor >= self._rendered_floor:  # its events are all after the cursor: kept as long as they are
+            self._batches[view, cursor] = promised
+        return promised
+
+    def drop_batch(self, view: Hashable, cursor: int) -> None:
+        """Forget what follows `cursor` for `view` (it would not move a subscriber on)."""
+        self._batches.pop((view, cursor), None)
 
     def keeps_rendered(self, seq: int) -> bool:
         """Whether an event is new enough to be kept rendered."""

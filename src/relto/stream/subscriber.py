@@ -103,49 +103,55 @@ async def _live(node: Node, feed: Feed, view: View, sub: Subscription, cursor: i
     """The ring's next events after `cursor` for a subscriber whose party has this view: their frames, what the
     decision log is to record, and the cursor after them. Rendered once per view and cursor, and shared through
     the feed with every subscriber of an equal view (the caller records the release for its own party)."""
-    unfiltered = not sub.types and not sub.ids
-    if unfiltered:
-        hit = feed.batch(view, cursor)
-        if hit is not None:
-            return hit
+    if sub.types or sub.ids:  # a filtered subscriber shares rendered events, not batches
+        return await _next_batch(node, feed, view, sub, cursor)
+    shared = feed.batch(view, cursor)
+    if shared is not None:
+        batch = await shared
+        if batch is not None and batch[2] > cursor:
+            return batch
+        return await _next_batch(node, feed, view, sub, cursor)  # it failed, or the head has moved on since
+    promised = feed.promise_batch(view, cursor)
+    batch = None
+    try:
+        batch = await _next_batch(node, feed, view, sub, cursor)
+    finally:  # cancelled or failed: the subscribers waiting for it work it out themselves
+        promised.set_result(batch)
+        if batch is None or batch[2] == cursor:  # only a batch that moves the cursor on may be handed on
+            feed.drop_batch(view, cursor)
+    return batch
+
+
+async def _next_batch(node: Node, feed: Feed, view: View, sub: Subscription, cursor: int) -> Batch:
     events, head = feed.after(cursor, BATCH), feed.head
     # The ring is complete up to head: with less than a batch, nothing was left between the last event and the
     # head when they were taken (together, before any await).
     after = events[-1].seq if len(events) == BATCH else max(cursor, head, events[-1].seq if events else 0)
     wanted = [e for e in events if _wanted(e, sub, view.visible)]
     out, items = await _released(node, feed, view, sub.collection_id, wanted) if wanted else (b"", ())
-    batch = (out, items, after)
-    if unfiltered and events:  # kept only if it moves the cursor on: the head may have moved since
-        feed.keep_batch(view, cursor, batch)
-    return batch
+    return out, items, after
 
 
 async def _released(
     node: Node, feed: Feed, view: View, collection_id: str, events: list[Event]
 ) -> tuple[bytes, tuple[Item, ...]]:
     """These (wanted) ring events as released to the view: each rendered once per view, kept by the feed."""
-    shaped = any(e.shape is not None for e in events)
-    if any(e.shared for e in events):
-        # Which nation's copy of an id a person is shown is decided over the batch: released together, not kept
-        # per event.
-        rendered = await _call(shaped, render_as, node, view, collection_id, events)
-        fresh = dict(zip((e.seq for e in events), rendered, strict=True))
-        kept: dict[int, Rendered] = {}
-    else:
-        kept = feed.rendered(view)
-        missing = [e for e in events if e.seq not in kept]
-        fresh = {}
-        if missing:
-            shaped = any(e.shape is not None for e in missing)
-            rendered = await _call(shaped, render_as, node, view, collection_id, missing)
-            fresh = dict(zip((e.seq for e in missing), rendered, strict=True))
-            for seq, r in fresh.items():
-                if feed.keeps_rendered(seq):
-                    kept[seq] = r
+    kept = feed.rendered(view)
+    # Which nation's copy of an id a person is shown is decided over the batch's copies of it: those are
+    # released each time, together, and never kept.
+    missing = [e for e in events if e.shared or e.seq not in kept]
+    fresh: dict[int, Rendered] = {}
+    if missing:
+        shaped = any(e.shape is not None for e in missing)
+        rendered = await _call(shaped, render_as, node, view, collection_id, missing)
+        fresh = dict(zip((e.seq for e in missing), rendered, strict=True))
+        for e, r in zip(missing, rendered, strict=True):
+            if not e.shared and feed.keeps_rendered(e.seq):
+                kept[e.seq] = r
     parts: list[bytes] = []
     items: list[Item] = []
     for e in events:
-        data, item = kept.get(e.seq) or fresh[e.seq]
+        data, item = fresh.get(e.seq) or kept[e.seq]
         if data:
             parts.append(data)
         if item is not None:
