@@ -51,6 +51,10 @@ async def until(chunks: AsyncIterator[bytes], last_id: str) -> list[bytes]:
     return got
 
 
+async def next_chunk(chunks: AsyncIterator[bytes]) -> bytes:
+    return await anext(chunks)
+
+
 async def subscribe_then_publish(
     node: Node, coll: str, tokens: dict[tuple[str, str], str], publish_all: Callable[[], str], together: bool
 ) -> dict[tuple[tuple[str, str], int], list[bytes]]:
@@ -140,3 +144,33 @@ def check_shared_rendering(node: Node, together: bool) -> None:
     assert "labels" in body(fra_s, tearlined_report) and "labels" not in body(deu, tearlined_report)  # TESTC
     assert node.visible_sets(parties[deu]) == node.visible_sets(parties[pol])
     assert "created_by_ref" in body(deu, malware) and "created_by_ref" not in body(pol, malware)  # the nation
+
+
+def test_a_subscriber_that_goes_does_not_stop_the_others_waiting(database: Database) -> None:
+    """Waiting subscribers share one future per feed: one cancelled while it waits must not cancel it."""
+    node = make_node(database)
+    try:
+        token = issue_token(node.store, nation="GBR", clearance="SECRET", organisation="", name="t")
+        gbr = node.authenticate(token)
+        coll = node.add_collection("c").id
+        wide = releasability_marking("UNCLASSIFIED", ["GBR"], node.ladder)
+
+        async def run() -> list[bytes]:
+            feeds = Feeds(node, ring_size=100, poll_seconds=0.05)
+            feed = await feeds.feed(coll)
+            going, staying = (frames(node, feed, Subscription(token, coll, node.head()), heartbeat=30) for _ in "ab")
+            for chunks in (going, staying):
+                assert await anext(chunks) == b"retry: 2000\n\n"
+            waits = [asyncio.create_task(next_chunk(chunks)) for chunks in (going, staying)]
+            await asyncio.sleep(0.1)  # both wait on the feed now
+            waits[0].cancel()
+            publish(node, gbr, coll, [wide])
+            feeds.ring(coll)
+            got = await asyncio.wait_for(waits[1], 30)  # a bound on a hang, not a timing assertion
+            await feeds.close()
+            return [got]
+
+        [got] = asyncio.run(run())
+        assert wide["id"].encode() in got
+    finally:
+        node.close()

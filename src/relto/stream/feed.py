@@ -7,7 +7,7 @@ one costs no memory; one that falls out of the ring is cut and resumes from its 
 
 Subscribers whose parties the policy engine sees alike (an equal `relto.node.releaser.View`) share each event's
 rendered frame: the first to need it renders it through the engine, the others take the bytes (`rendered`). New
-events wake every subscriber once, through one future (`moved`).
+events wake every subscriber once, through one future (`moved`); without events, a tick each second does.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ Batch = tuple[bytes, tuple[Item, ...], int]
 # Rendered frames are kept for this many of the newest events of the ring (the live subscribers are there; one
 # further behind renders its own).
 RENDERED_EVENTS = 512
+# Waiting subscribers are woken at least this often (seconds), to send heartbeats and re-check their tokens.
+TICK_SECONDS = 1.0
 
 
 class Tail(Protocol):
@@ -86,7 +88,7 @@ class Feed:
 
     @property
     def moved(self) -> asyncio.Future[None]:
-        """Done when the head next moves (one future for every subscriber waiting)."""
+        """Done when the head next moves, or at the next tick (one future for every subscriber waiting)."""
         return self._moved
 
     def rendered(self, view: Hashable) -> dict[int, Rendered]:
@@ -136,15 +138,26 @@ class Feed:
         return newer[:limit]
 
     async def _run(self) -> None:
+        last_read = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._doorbell.wait(), timeout=self.poll_seconds)
+                await asyncio.wait_for(self._doorbell.wait(), timeout=min(self.poll_seconds, TICK_SECONDS))
+            rang = self._doorbell.is_set()
             self._doorbell.clear()
-            try:
-                await self._read_new()
-            except Exception:  # a database hiccup must not end the feed: log and retry on the next ring
-                log.exception("live feed of collection %s could not read new events", self.collection_id)
-                await asyncio.sleep(self.poll_seconds)
+            head = self.head
+            if rang or time.monotonic() - last_read >= self.poll_seconds:
+                last_read = time.monotonic()
+                try:
+                    await self._read_new()
+                except Exception:  # a database hiccup must not end the feed: log and retry on the next ring
+                    log.exception("live feed of collection %s could not read new events", self.collection_id)
+                    await asyncio.sleep(self.poll_seconds)
+            if self.head == head:  # a tick, nothing new: waiting subscribers look at their heartbeat and token
+                self._wake()
+
+    def _wake(self) -> None:
+        done, self._moved = self._moved, asyncio.get_running_loop().create_future()
+        done.set_result(None)
 
     async def _read_new(self) -> None:
         while True:
@@ -162,8 +175,7 @@ class Feed:
             moved = covered > self.head
             self.head = max(self.head, covered)
             if moved:
-                done, self._moved = self._moved, asyncio.get_running_loop().create_future()
-                done.set_result(None)
+                self._wake()
             if len(events) < 1000:
                 return
 

@@ -229,9 +229,10 @@ async def frames(node: Node, feed: Feed, sub: Subscription, *, heartbeat: float)
         elif not live and cursor < feed.oldest:
             continue  # more to catch up
         if feed.head <= cursor:
-            # One future per feed wakes every waiting subscriber once (no task, no lock per subscriber).
-            wait = max(0.05, heartbeat - (time.monotonic() - last_frame))
-            await asyncio.wait((feed.moved,), timeout=min(wait, 1.0))
+            # One future per feed wakes every waiting subscriber once (no task, timer or lock per subscriber),
+            # when events come and at each tick of the feed (at least once a second). Shielded: a subscriber
+            # cancelled while it waits must not cancel the future the others wait on.
+            await asyncio.shield(feed.moved)
         if time.monotonic() - last_frame >= heartbeat:
             yield b": keep-alive\n\n"
             last_frame = time.monotonic()
