@@ -23,6 +23,9 @@ from relto.store.base import Event
 from relto.stream.feed import Batch, Feed, Rendered
 
 BATCH = 200
+# Streams opened at once in worker threads (authenticate, find the start): a crowd of connects waits its turn
+# rather than growing a thread pool by a thread each.
+OPENINGS_AT_ONCE = 2
 TOKEN_RECHECK = 0.25  # seconds between a subscriber's checks of its token (each is cheap, but 100s add up)
 
 
