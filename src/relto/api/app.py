@@ -38,7 +38,7 @@ from relto.node import Node, Page
 from relto.node.drafts import draft_answer, draft_objects
 from relto.stream.doorbell import listen
 from relto.stream.feed import Feeds
-from relto.stream.subscriber import Subscription, frames, parse_after
+from relto.stream.subscriber import OPENINGS_AT_ONCE, Subscription, frames, parse_after
 from relto.taxii import envelopes
 from relto.taxii.filters import Filters, parse_filters
 from relto.taxii.media import (
@@ -67,6 +67,7 @@ def create_app(node: Node) -> FastAPI:
     settings = node.settings
     budget = ByteBudget(settings.publish_bytes_at_once)
     feeds = Feeds(node, ring_size=settings.stream_ring_size, poll_seconds=settings.stream_poll_ms / 1000)
+    stream_openings = asyncio.Semaphore(OPENINGS_AT_ONCE)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -286,7 +287,10 @@ def create_app(node: Node) -> FastAPI:
             node.collection(collection_id)
             return parse_after(node, collection_id, resume, parsed.added_after)
 
-        start = await run_in_threadpool(prepare)
+        # Two at a time, on the loop's own small pool (as the stream's later reads): many streams opening at
+        # once must not grow a thread pool by a thread each (a stack and an arena: memory per subscriber).
+        async with stream_openings:
+            start = await asyncio.to_thread(prepare)
         sub = Subscription(token, collection_id, start, frozenset(parsed.types), frozenset(parsed.ids))
         feed = await feeds.feed(collection_id)
         chunks = frames(node, feed, sub, heartbeat=settings.stream_heartbeat_seconds)

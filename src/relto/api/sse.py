@@ -45,10 +45,10 @@ class EventStream(Response):
                 if disconnected.is_set():
                     return
                 # send() waits while the client's socket buffer is full: that is our backpressure. A client
-                # that reads nothing for stall_seconds is cut; it resumes later from its last event id.
-                await asyncio.wait_for(
-                    send({"type": "http.response.body", "body": chunk, "more_body": True}), timeout=self.stall_seconds
-                )
+                # that reads nothing for stall_seconds is cut; it resumes later from its last event id. (A
+                # timeout, not wait_for: that would start a task per chunk.)
+                async with asyncio.timeout(self.stall_seconds):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (TimeoutError, OSError):
             return

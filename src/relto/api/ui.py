@@ -5,6 +5,7 @@ recorded in the decision log under a "ui." path; the operator endpoints are in a
 
 from __future__ import annotations
 
+import asyncio
 import html
 import mimetypes
 from collections import deque
@@ -35,7 +36,7 @@ from relto.domain.tearline import Marked
 from relto.node import Node
 from relto.store.base import StoredVersion
 from relto.stream.feed import Feeds
-from relto.stream.subscriber import Subscription, frames, parse_after
+from relto.stream.subscriber import OPENINGS_AT_ONCE, Subscription, frames, parse_after
 from relto.taxii.filters import Filters
 
 UI_API = "/ui/api/"
@@ -151,6 +152,7 @@ def add_ui_routes(app: FastAPI, node: Node, feeds: Feeds) -> UISession:
     """Register the UI's pages, session and JSON API on the node's app."""
     sessions = Sessions(node.store.secret("session", new_key))
     ui = UISession(node, sessions)
+    stream_openings = asyncio.Semaphore(OPENINGS_AT_ONCE)
     app.add_middleware(UIHeaders)
 
     def signin_page(request: Request, error: str = "", status: int = 200) -> Response:
@@ -285,7 +287,9 @@ def add_ui_routes(app: FastAPI, node: Node, feeds: Feeds) -> UISession:
             node.collection(collection)
             return token, parse_after(node, collection, resume, None)
 
-        token, start = await run_in_threadpool(prepare)
+        # As in /stream/: two at a time on the loop's small pool, not a request thread per stream opening.
+        async with stream_openings:
+            token, start = await asyncio.to_thread(prepare)
         sub = Subscription(token, collection, start)
         feed = await feeds.feed(collection)
         chunks = frames(node, feed, sub, heartbeat=node.settings.stream_heartbeat_seconds)

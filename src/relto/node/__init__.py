@@ -36,7 +36,7 @@ from relto.node.markings import MarkingResolver
 from relto.node.policy import PolicyView
 from relto.node.publisher import Publisher
 from relto.node.readahead import ReadAhead
-from relto.node.releaser import Candidate, Releaser
+from relto.node.releaser import Candidate, Releaser, View
 from relto.node.tally import Tally
 from relto.settings import Settings
 from relto.store.base import CollectionRecord, Doorbell, Event, Store, StoredVersion, VersionQuery
@@ -343,6 +343,16 @@ class Node:
             return [], upto
         events, covered = self.store.events(collection_id, after, limit, sets)
         return [e for e in events if e.seq <= upto and e.body is not None], min(covered, upto)
+
+    def release_view(self, party: Party, read_at: float | None = None) -> View:
+        """What the policy engine makes of this party now: parties with equal views are released the same
+        bytes of the same versions (the live stream renders each event once per view)."""
+        return self.releaser.view(party, read_at)
+
+    def release_as(self, view: View, collection_id: str, versions: Sequence[Event]) -> list[bytes | None]:
+        """What each version is released as to a party with this view (None: withheld); records nothing: the
+        caller records per party."""
+        return self.releaser.release_as(view, collection_id, versions)
 
     def stream_release(
         self, party: Party, collection_id: str, events: Sequence[Event], read_at: float | None = None

@@ -11,7 +11,8 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 
 from relto.domain import policy
 from relto.domain.communities import Community, membership_index
@@ -49,6 +50,7 @@ class PolicyView:
         self._lock = threading.Lock()  # one refresh at a time; readers never take it
         self._snapshot = Snapshot((-1, -1), {}, ())
         self._checked = 0.0
+        self._day, self._day_ends = "", 0.0  # today's date and when it ends (time.time())
 
     @property
     def snapshot(self) -> Snapshot:
@@ -94,10 +96,11 @@ class PolicyView:
         """The marking sets this party may read today: the one policy engine, compiled and cached."""
         self.refresh(force=refresh)
         snapshot = self._snapshot
-        today = datetime.now(UTC).date()
-        key = (party.nation, party.clearance, today.isoformat(), party.kind, party.relay_for)
+        day = self._today()
+        key = (party.nation, party.clearance, day, party.kind, party.relay_for)
         compiled = snapshot.compiled.get(key)
         if compiled is None:
+            today = date.fromisoformat(day)
             members = membership_index(snapshot.communities, today)
             if party.is_node:
                 nations = policy.relayed_nations(party.relay_for, members) if party.kind == "relay" else {party.nation}
@@ -106,6 +109,15 @@ class PolicyView:
                 compiled = policy.visible_sets(party.nation, party.clearance, snapshot.sets.values(), members)
             snapshot.compiled[key] = compiled
         return compiled
+
+    def _today(self) -> str:
+        """Today's date (UTC), ISO: worked out again only when the clock passes the end of the day it knows."""
+        now = time.time()
+        if now >= self._day_ends or now < self._day_ends - 86400:
+            today = datetime.fromtimestamp(now, UTC).date()
+            self._day = today.isoformat()
+            self._day_ends = datetime.combine(today + timedelta(days=1), dt_time(), UTC).timestamp()
+        return self._day
 
     def sees(self, party: Party, read_at: float | None = None) -> frozenset[int] | None:
         """The marking sets this party may see, or None when it may see every one.

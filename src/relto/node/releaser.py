@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
@@ -64,6 +65,23 @@ class _Verdicts:
         self.hidden: dict[str, bool] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """Everything a release depends on about the party, as the policy compiled it at one moment.
+
+    `release_as` reads the party through this alone, so two parties with equal views are released identical
+    bytes of the same versions (against the same store): the live stream shares rendered events by it. Equal
+    views need the same nation (its own versions and relationships are not trimmed for it), the same kind (a
+    node gets every copy), and the same visible marking sets (which carry the clearance, the communities on the
+    day, TLP and every tearline's set).
+    """
+
+    nation: str
+    is_node: bool
+    visible: frozenset[int]  # the marking sets it may read
+    sees_all: bool  # it may see every marking set known, so no field or reference is trimmed for it
+
+
 class Releaser:
     """Copy choice, field trimming, hidden references and withholding, asked by every exit path."""
 
@@ -89,26 +107,36 @@ class Releaser:
         was released. `read_at` (time.monotonic()) is when the versions were read from the store, if known: a
         policy refreshed since then need not be again.
         """
+        return self.release_as(self.view(party, read_at), collection_id, versions, read_at)
+
+    def view(self, party: Party, read_at: float | None = None) -> View:
+        """What the policy engine makes of this party now (see `release` for `read_at`)."""
+        sees = self.policy.sees(party, read_at)  # first: it may refresh the policy
+        visible = self.policy.visible_sets(party) if sees is None else sees
+        return View(party.nation, party.is_node, visible, sees is None)
+
+    def release_as(
+        self, view: View, collection_id: str, versions: Sequence[Candidate], read_at: float | None = None
+    ) -> list[bytes | None]:
+        """What each version is released as to a party with this view (see `release`)."""
         out: list[bytes | None] = [
             v.body if v.body is not None else (getattr(v, "skeleton", None) or b"{}") for v in versions
         ]
-        if not party.is_node and any(v.shared for v in versions):
+        if not view.is_node and any(v.shared for v in versions):
             # A person is shown one copy of an id; another node receives every copy it may (each keeps its
             # originator there).
-            chosen = self._chosen_copies(party, collection_id, versions)
+            chosen = self._chosen_copies(view, collection_id, versions)
             out = [
                 None if v.shared and chosen.get(v.stix_id) != v.originator else b
                 for v, b in zip(versions, out, strict=True)
             ]
-        if all(v.shape is None for v in versions):
+        if all(v.shape is None for v in versions) or view.sees_all:
             return out
-        visible = self.policy.sees(party, read_at)
-        if visible is None:
-            return out
+        visible = view.visible
         shapes = [None if v.shape is None else redact.Shape.decode(v.shape) for v in versions]
-        foreign = [s if v.originator != party.nation else None for v, s in zip(versions, shapes, strict=True)]
-        hidden = self.hidden_in(party, visible, foreign, read_at)
-        return _trim(party, versions, out, shapes, visible, hidden)
+        foreign = [s if v.originator != view.nation else None for v, s in zip(versions, shapes, strict=True)]
+        hidden = self._hidden_from(view.nation, visible, foreign, read_at)
+        return _trim(view.nation, versions, out, shapes, visible, hidden)
 
     def cut_for_both(
         self, target: Party, requester: Party, originator: str, body: bytes, shape: bytes | None
@@ -132,11 +160,11 @@ class Releaser:
         released = redact.redact(orjson.loads(body), fields, ids, nested=parsed.nested)
         return None if released is None else orjson.dumps(released)
 
-    def _chosen_copies(self, party: Party, collection_id: str, versions: Sequence[Candidate]) -> dict[str, str]:
+    def _chosen_copies(self, view: View, collection_id: str, versions: Sequence[Candidate]) -> dict[str, str]:
         """For each id held by several nations, whose copy this party is shown: its own nation's if it may see
         it, else the first published (lowest rank) of those it may see. Decided from what it may see alone."""
         ids = {v.stix_id for v in versions if v.shared}
-        visible = self.policy.visible_sets(party)
+        visible = view.visible
         ranks: dict[str, dict[str, int]] = {}
         for v in versions:  # the candidates themselves passed the policy filter (tombstones included)
             if v.shared:
@@ -148,7 +176,7 @@ class Releaser:
         chosen = {}
         for stix_id, by_nation in ranks.items():
             chosen[stix_id] = (
-                party.nation if party.nation in by_nation else min(by_nation, key=lambda n: (by_nation[n], n))
+                view.nation if view.nation in by_nation else min(by_nation, key=lambda n: (by_nation[n], n))
             )
         return chosen
 
@@ -161,22 +189,31 @@ class Releaser:
     ) -> set[str]:
         """The ids these shapes reference that are hidden from a party seeing `visible` (None: every set).
         `read_at`: when the versions these shapes are of were read (time.monotonic()), if known."""
-        wanted = {ref for s in shapes if s is not None for ref in s.references}
-        return self._hidden(party, visible, wanted, read_at) if wanted and visible is not None else set()
+        return self._hidden_from(party.nation, visible, shapes, read_at)
 
-    def _hidden(self, party: Party, visible: frozenset[int], ids: set[str], read_at: float | None) -> set[str]:
+    def _hidden_from(
+        self,
+        nation: str,
+        visible: frozenset[int] | None,
+        shapes: Sequence[redact.Shape | None],
+        read_at: float | None = None,
+    ) -> set[str]:
+        wanted = {ref for s in shapes if s is not None for ref in s.references}
+        return self._hidden(nation, visible, wanted, read_at) if wanted and visible is not None else set()
+
+    def _hidden(self, nation: str, visible: frozenset[int], ids: set[str], read_at: float | None) -> set[str]:
         """The ids among `ids` hidden from a party that sees `visible` (docs/tearlines.md, rules 1 and 2).
 
         Verdicts are kept per view while the store's head stays where it was when they were reached (read
         before the holdings, so a write in between only makes them be reached again): a version added or
         deleted since, which could hide or reveal an id, always starts the view afresh (fail closed). The head
         is read again unless it was read after the versions were (then it is no older than they are)."""
-        verdicts = self._verdicts(party.nation, visible, self._head(read_at))
+        verdicts = self._verdicts(nation, visible, self._head(read_at))
         known = verdicts.hidden
         unknown = ids.difference(known)
         hidden = {i for i in ids if i not in unknown and known[i]}
         if unknown:
-            found = self._judge(party, visible, unknown)
+            found = self._judge(nation, visible, unknown)
             hidden |= found
             if len(known) + len(unknown) <= _IDS_PER_VIEW:
                 known.update({i: i in found for i in unknown})  # one update: never half an answer
@@ -203,7 +240,7 @@ class Releaser:
                     del self._views[next(iter(self._views))]
             return verdicts
 
-    def _judge(self, party: Party, visible: frozenset[int], ids: set[str]) -> set[str]:
+    def _judge(self, nation: str, visible: frozenset[int], ids: set[str]) -> set[str]:
         """The ids among `ids` hidden from a party that sees `visible`, from the store's holdings."""
         holdings = self._holdings(ids)
         hidden = {i for i, hs in holdings.items() if not any(h.marking_set in visible for h in hs)}
@@ -211,7 +248,7 @@ class Releaser:
         for stix_id, hs in holdings.items():
             seen = [h for h in hs if h.marking_set in visible and h.type in ("relationship", "sighting")]
             # Rule 2 never hides a party's own relationship from it: it knows what it named.
-            if stix_id not in hidden and seen and not any(h.originator == party.nation for h in seen):
+            if stix_id not in hidden and seen and not any(h.originator == nation for h in seen):
                 newest = max(seen, key=lambda h: h.version)
                 endpoints[stix_id] = redact.Shape.decode(newest.shape).endpoints
         if endpoints:
@@ -229,7 +266,7 @@ class Releaser:
 
 
 def _trim(
-    party: Party,
+    nation: str,
     versions: Sequence[Candidate],
     bodies: Sequence[bytes | None],
     shapes: Sequence[redact.Shape | None],
@@ -243,7 +280,7 @@ def _trim(
             out.append(body)
             continue
         fields = [selector for set_id, selector in shape.fields if set_id not in visible] if shape.fields else none
-        ids = hidden.intersection(shape.references) if hidden and v.originator != party.nation else none
+        ids = hidden.intersection(shape.references) if hidden and v.originator != nation else none
         if not fields and not ids:
             out.append(body)
             continue
