@@ -12,10 +12,7 @@ ATT&CK Enterprise, 24,771 objects), on a fresh SQLite node each round:
    is timed by wrapping the function that does it (time.perf_counter around the call; the wrappers cost ~0.3 µs
    per call, so stages called per object carry that much); "other" is the rest of the total.
 2. through HTTP: `relto serve` on loopback, the same envelopes POSTed and pages read with http.client; "HTTP and
-   framework" is the difference between this per-object figure and the in-process total. Read-ahead
-   (relto.node.readahead) is off in process, where it could only compete for the GIL, and on (the default)
-   through HTTP, where the server computes the next page while the client parses this one: a read's "HTTP and
-   framework" can then be negative.
+   framework" is the difference between this per-object figure and the in-process total.
 
 With --baseline, the same script runs under that interpreter (a venv with another checkout of relto installed,
 e.g. the commit before a change) in alternating rounds, and each figure is printed beside its baseline: the
@@ -194,8 +191,6 @@ def in_process(kind: str) -> dict[str, float]:
         store = open_store(data=Path(tmp))
         store.initialise(NodeInfo(node_id="p", nation="GBR", levels=DEFAULT_LEVELS, title="p"), default_communities())
         node = Node(store)
-        if hasattr(node, "read_ahead"):  # in one process it only competes for the GIL: measured over HTTP
-            node.read_ahead.enabled = False
         timers.commit_timer(store)
         gbr = node.authenticate(issue(store, nation="GBR", clearance="TOP SECRET", organisation="", name="p"))
         ukr = node.authenticate(issue(store, nation="UKR", clearance="SECRET", organisation="", name="p"))

@@ -348,25 +348,6 @@ def test_get_objects_limit_and_next_pagination(e2e: Running, corpus: Corpus) -> 
     assert seen == [(o["id"], o.get("modified", o.get("created"))) for o in whole]
 
 
-def read_ahead_hits(e2e: Running) -> float:
-    r = httpx.get(f"{e2e.url}/metrics", headers={"Authorization": f"Bearer {e2e.tokens['admin']}"})
-    assert r.status_code == 200, r.text
-    lines = [line for line in r.text.splitlines() if line.startswith('relto_read_ahead_pages_total{outcome="hit"}')]
-    return float(lines[0].split()[-1])
-
-
-def test_pages_computed_ahead_are_what_a_fresh_read_answers(e2e: Running, corpus: Corpus) -> None:
-    """relto.node.readahead through the real server: the next page is computed while the client parses this one;
-    what it serves is what reading the same cursor answers when nothing is computed ahead."""
-    c = e2e.collection("kor", corpus.collection)
-    before = read_ahead_hits(e2e)
-    pages = list(as_pages(c.get_objects, per_request=2, version="all"))
-    assert read_ahead_hits(e2e) - before == len(pages) - 1  # every page after the first was computed ahead
-    cursors = [None, *(p["next"] for p in pages[:-1])]
-    again = [c.get_objects(version="all", limit=2, **({"next": cur} if cur else {})) for cur in reversed(cursors)]
-    assert [p["objects"] for p in pages] == [p["objects"] for p in reversed(again)]
-
-
 def test_manifest_pagination(e2e: Running, corpus: Corpus) -> None:
     c = e2e.collection("gbr", corpus.collection)
     pages = list(as_pages(c.get_manifest, per_request=3))

@@ -1110,8 +1110,11 @@ def run_property(h: Harness, examples: int, shrink: bool = True) -> None:
 
 
 def test_reads_equal_the_reference_tearlines(harness: Harness) -> None:
-    """Every back-end (copies, ownership and the newest version per copy live in the store's queries)."""
-    run_property(harness, examples=35)
+    """Every back-end (copies, ownership and the newest version per copy live in the store's queries). The
+    engine is the same on both, so PostgreSQL, twice as slow per example, runs fewer (CI's time budget)."""
+    from relto.store.postgres import PostgresStore
+
+    run_property(harness, examples=20 if isinstance(harness.node.store, PostgresStore) else 35)
 
 
 def _element_selectors_ignored(original: Any) -> Any:

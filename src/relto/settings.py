@@ -49,15 +49,10 @@ SETTINGS = (
         "bytes of posted envelopes read, parsed and stored at once in one process; posts beyond it wait their turn",
     ),
     Setting("max_envelope_objects", 50000, "most objects one posted envelope may hold (413 above)"),
-    Setting(
-        "read_ahead",
-        1,
-        "1: while a TAXII reader parses a page, compute its next one (served only if nothing changed); 0: off",
-    ),
 )
 _DEFAULT = {s.name: s.default for s in SETTINGS}
 # On/off settings: 0 or 1; every other setting must be a positive whole number.
-SWITCHES = frozenset({"decision_log", "read_ahead"})
+SWITCHES = frozenset({"decision_log"})
 
 
 @dataclass(frozen=True)
@@ -77,7 +72,6 @@ class Settings:
     max_marking_sets_per_nation: int = _DEFAULT["max_marking_sets_per_nation"]
     publish_bytes_at_once: int = _DEFAULT["publish_bytes_at_once"]
     max_envelope_objects: int = _DEFAULT["max_envelope_objects"]
-    read_ahead: int = _DEFAULT["read_ahead"]
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -81,15 +81,6 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily(
             "relto_policy_marking_sets", "Marking sets the compiled policy knows.", value=len(node.policy.snapshot.sets)
         )
-        ahead = CounterMetricFamily(
-            "relto_read_ahead_pages",
-            "TAXII pages computed ahead and asked for: served (hit) or computed afresh because something changed "
-            "or the page was not ready (miss).",
-            labels=["outcome"],
-        )
-        ahead.add_metric(["hit"], node.read_ahead.hits)
-        ahead.add_metric(["miss"], node.read_ahead.misses)
-        yield ahead
         yield GaugeMetricFamily(
             "relto_authenticator_cache_entries",
             "Token key ids remembered by the authenticator's cache.",

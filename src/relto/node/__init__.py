@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -35,7 +35,6 @@ from relto.node.federation import Federation
 from relto.node.markings import MarkingResolver
 from relto.node.policy import PolicyView
 from relto.node.publisher import Publisher
-from relto.node.readahead import ReadAhead
 from relto.node.releaser import Candidate, Releaser, View
 from relto.node.tally import Tally
 from relto.settings import Settings
@@ -90,12 +89,9 @@ class Node:
         self.publisher = Publisher(store, self.markings, self.record, self.rang)
         self.releaser = Releaser(store, self.policy)
         self.federation = Federation(self)
-        # TAXII readers' next pages, computed while they parse this one (relto.node.readahead).
-        self.read_ahead = ReadAhead(self._page, self._read_stamp, enabled=bool(self.settings.read_ahead))
 
     def close(self) -> None:
         """Write the decision log's last records and release the store's connections."""
-        self.read_ahead.close()
         self.decisions.close()
         self.store.close()
 
@@ -208,21 +204,11 @@ class Node:
 
         `path` names the exit path in the decision log.
         """
-        ahead = path == "taxii.objects" and not overrides
-        page = self.read_ahead.take(party, collection_id, filters) if ahead else None
-        if page is None:
-            page = self._page(party, collection_id, filters, **overrides)
+        page = self._page(party, collection_id, filters, **overrides)
         if page.rows:
             rows = page.rows
             self.record(party, path, collection_id, [(r.stix_id, r.version_text) for r in rows], [r.seq for r in rows])
-        if ahead and page.more and page.next is not None:
-            self.read_ahead.offer(party, collection_id, replace(filters, next=page.next))
         return page
-
-    def _read_stamp(self, party: Party) -> Hashable:
-        """What a page read for `party` depends on besides its request: a page computed ahead is served only
-        while this is unchanged (relto.node.readahead)."""
-        return (self.store.head(), self.policy.snapshot.generation, self.policy.known_max_set, self.visible_sets(party))
 
     def _page(self, party: Party, collection_id: str, filters: Filters, **overrides: Any) -> Page:
         """Read on until `limit` versions are released, the collection ends, or the read has examined
