@@ -52,6 +52,39 @@ class _Held(NamedTuple):
         )
 
 
+def _row(
+    collection_id: str, v: NewVersion, seq: int, date_added: int, has_newer: bool, copy_rank: int, shared: bool
+) -> tuple[Any, ...]:
+    """A version's row, in INSERT_COLUMNS order."""
+    return (
+        seq,
+        collection_id,
+        v.stix_id,
+        v.type,
+        v.version,
+        v.version_text,
+        v.spec_version,
+        date_added,
+        v.marking_set,
+        has_newer,
+        v.body,
+        v.shape,
+        v.revoked,
+        v.originator,
+        copy_rank,
+        shared,
+        v.path,
+    )
+
+
+def _define(conn: Connection, v: NewVersion, new_definitions: dict[tuple[str, str], bytes]) -> None:
+    """Store a marking definition new to its publisher (readable by the rest of this append at once)."""
+    new_definitions[(v.stix_id, v.originator)] = v.body
+    conn.execute(
+        insert(t.definitions).values(id=v.stix_id, originator=v.originator, marking_set=v.marking_set, body=v.body)
+    )
+
+
 class Appending(SQLBase):
     """SQLStore's append path."""
 
@@ -153,36 +186,11 @@ class Appending(SQLBase):
                         seq,
                     )
                     stored.append(True)
-                    rows.append(
-                        (
-                            seq,
-                            collection_id,
-                            v.stix_id,
-                            v.type,
-                            v.version,
-                            v.version_text,
-                            v.spec_version,
-                            date_added,
-                            v.marking_set,
-                            False,
-                            v.body,
-                            v.shape,
-                            v.revoked,
-                            v.originator,
-                            seq,
-                            False,
-                            v.path,
-                        )
-                    )
+                    rows.append(_row(collection_id, v, seq, date_added, False, seq, False))
                     if v.revoked:
                         revocations.append(v)
                     if v.type == "marking-definition":
-                        new_definitions[(v.stix_id, v.originator)] = v.body
-                        conn.execute(
-                            insert(t.definitions).values(
-                                id=v.stix_id, originator=v.originator, marking_set=v.marking_set, body=v.body
-                            )
-                        )
+                        _define(conn, v, new_definitions)
                     continue
                 materialise(first)
             copy = (v.stix_id, v.originator)
@@ -247,34 +255,9 @@ class Appending(SQLBase):
             )
             here[(v.stix_id, v.originator, v.version)] = new
             held.setdefault(v.stix_id, []).append(new)
-            rows.append(
-                (
-                    seq,
-                    collection_id,
-                    v.stix_id,
-                    v.type,
-                    v.version,
-                    v.version_text,
-                    v.spec_version,
-                    date_added,
-                    v.marking_set,
-                    has_newer,
-                    v.body,
-                    v.shape,
-                    v.revoked,
-                    v.originator,
-                    rank[copy],
-                    shared,
-                    v.path,
-                )
-            )
+            rows.append(_row(collection_id, v, seq, date_added, has_newer, rank[copy], shared))
             if v.type == "marking-definition" and not defined:
-                new_definitions[copy] = v.body
-                conn.execute(
-                    insert(t.definitions).values(
-                        id=v.stix_id, originator=v.originator, marking_set=v.marking_set, body=v.body
-                    )
-                )
+                _define(conn, v, new_definitions)
         if rows:
             self._insert_versions(conn, rows)
             for stix_id, originator, version in superseded:
