@@ -127,14 +127,19 @@ def check_upgraded(node: Node, original: Original) -> None:
         assert node.authenticate(token).nation == nation
 
 
-@pytest.mark.parametrize("revision", OLD)
-def test_sqlite_node_upgrades_from(revision: str, original: Original, tmp_path: Path) -> None:
-    folder = tmp_path / "node"
+def make_old_node(folder: Path, revision: str, original: Original) -> None:
+    """A node folder (modes as `relto init` makes them) whose database is at `revision`, holding `original`."""
     folder.mkdir(mode=0o700)
     engine = create_engine(f"sqlite:///{folder / DB_FILE}")
     build_old(engine, revision, original)
     engine.dispose()
     (folder / DB_FILE).chmod(0o600)
+
+
+@pytest.mark.parametrize("revision", OLD)
+def test_sqlite_node_upgrades_from(revision: str, original: Original, tmp_path: Path) -> None:
+    folder = tmp_path / "node"
+    make_old_node(folder, revision, original)
     behind = cli("migrate", "--data", str(folder), "--check")
     assert behind.exit_code == 1 and f"{revision} -> {head_revision()}: behind" in behind.output
     done = cli("migrate", "--data", str(folder))
@@ -166,11 +171,7 @@ def trimmed(tmp_path_factory: pytest.TempPathFactory) -> Original:
 def test_0007_gives_stored_shapes_the_spans_a_release_cuts_by(revision: str, trimmed: Original, tmp_path: Path) -> None:
     """Versions stored before 0007 get the spans publishing now stores, and are released as before."""
     folder = tmp_path / "node"
-    folder.mkdir(mode=0o700)
-    engine = create_engine(f"sqlite:///{folder / DB_FILE}")
-    build_old(engine, revision, trimmed)
-    engine.dispose()
-    (folder / DB_FILE).chmod(0o600)
+    make_old_node(folder, revision, trimmed)
     assert cli("migrate", "--data", str(folder)).exit_code == 0
     node = Node(open_store(data=folder))
     try:
@@ -182,11 +183,7 @@ def test_0007_gives_stored_shapes_the_spans_a_release_cuts_by(revision: str, tri
 
 def test_serve_open_path_upgrades(original: Original, tmp_path: Path) -> None:
     folder = tmp_path / "node"
-    folder.mkdir(mode=0o700)
-    engine = create_engine(f"sqlite:///{folder / DB_FILE}")
-    build_old(engine, "0003", original)
-    engine.dispose()
-    (folder / DB_FILE).chmod(0o600)
+    make_old_node(folder, "0003", original)
     node = admin.open_node(folder, None)  # what `relto serve` opens
     try:
         check_upgraded(node, original)
