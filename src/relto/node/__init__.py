@@ -439,9 +439,9 @@ class Node:
         mine = self.visible_sets(requester)
         hidden: set[str] = set()
         if row.originator != target.nation:
-            hidden = self.releaser.hidden_in(target, self.policy.sees(target), [shape])
+            hidden = self.releaser.hidden_in(target.nation, self.policy.sees(target), [shape])
         if hidden and row.originator != requester.nation:
-            hidden -= self.releaser.hidden_in(requester, self.policy.sees(requester), [shape])
+            hidden -= self.releaser.hidden_in(requester.nation, self.policy.sees(requester), [shape])
         return explain(
             orjson.loads(row.body),
             released,

@@ -130,8 +130,8 @@ def cut_draft(
         # nothing it may not see.
         hidden: set[str] = set()
         if target.nation != requester.nation:
-            hidden |= releaser.hidden_in(target, releaser.policy.visible_sets(target), shapes)
-        hidden |= releaser.hidden_in(requester, releaser.policy.visible_sets(requester), shapes)
+            hidden |= releaser.hidden_in(target.nation, releaser.policy.visible_sets(target), shapes)
+        hidden |= releaser.hidden_in(requester.nation, releaser.policy.visible_sets(requester), shapes)
         return hidden
 
     return judge_draft(objects, requester.nation, target.nation, target.clearance, ladder, communities, stored_hidden)

@@ -135,7 +135,7 @@ class Releaser:
         visible = view.visible
         shapes = [None if v.shape is None else redact.Shape.decode(v.shape) for v in versions]
         foreign = [s if v.originator != view.nation else None for v, s in zip(versions, shapes, strict=True)]
-        hidden = self._hidden_from(view.nation, visible, foreign, read_at)
+        hidden = self.hidden_in(view.nation, visible, foreign, read_at)
         return _trim(view.nation, versions, out, shapes, visible, hidden)
 
     def cut_for_both(
@@ -152,7 +152,7 @@ class Releaser:
         hidden: set[str] = set()
         for who, seen in ((target, target_sets), (requester, my_sets)):
             if originator != who.nation:
-                hidden |= self.hidden_in(who, seen, [parsed])
+                hidden |= self.hidden_in(who.nation, seen, [parsed])
         fields = [selector for set_id, selector in parsed.fields if set_id not in sets]
         ids = hidden.intersection(parsed.references)
         if not fields and not ids:
@@ -182,22 +182,13 @@ class Releaser:
 
     def hidden_in(
         self,
-        party: Party,
-        visible: frozenset[int] | None,
-        shapes: Sequence[redact.Shape | None],
-        read_at: float | None = None,
-    ) -> set[str]:
-        """The ids these shapes reference that are hidden from a party seeing `visible` (None: every set).
-        `read_at`: when the versions these shapes are of were read (time.monotonic()), if known."""
-        return self._hidden_from(party.nation, visible, shapes, read_at)
-
-    def _hidden_from(
-        self,
         nation: str,
         visible: frozenset[int] | None,
         shapes: Sequence[redact.Shape | None],
         read_at: float | None = None,
     ) -> set[str]:
+        """The ids these shapes reference that are hidden from a party of `nation` seeing `visible` (None: every
+        set). `read_at`: when the versions these shapes are of were read (time.monotonic()), if known."""
         wanted = {ref for s in shapes if s is not None for ref in s.references}
         return self._hidden(nation, visible, wanted, read_at) if wanted and visible is not None else set()
 
