@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ READ_STAGES = [
     ("decision log record", "relto.decisions", "DecisionLog.record"),
 ]
 # Stages nested in others: their time is subtracted from the enclosing stage's.
-NESTED = {"append: INSERT": "append: lookups and rows", "STIX checks": None}
+NESTED = {"append: INSERT": "append: lookups and rows"}
 
 
 # --- corpora ------------------------------------------------------------------------------------
@@ -103,7 +103,6 @@ class Timers:
         self.seconds: collections.Counter[str] = collections.Counter()
         self.active = False
         self.depth = 0  # wrapped calls under way: a commit inside one is that stage's, not counted apart
-        self._undo: list[Callable[[], None]] = []
 
     def wrap(self, stage: str, module_name: str, qualname: str) -> None:
         import importlib
@@ -133,15 +132,13 @@ class Timers:
                 timers.depth -= 1
                 timers.seconds[stage] += time.perf_counter() - started
 
-        setattr(owner, name, timed)
-        self._undo.append(lambda: setattr(owner, name, original))
+        setattr(owner, name, timed)  # for good: each round runs in a process of its own
         # Modules that imported the function by name keep their own reference: rebind those too.
         for other in list(sys.modules.values()):
             if other is None or not getattr(other, "__name__", "").startswith("relto"):
                 continue
             if not path and getattr(other, name, None) is original:
                 setattr(other, name, timed)
-                self._undo.append(lambda o=other: setattr(o, name, original))
 
     def commit_timer(self, store: Any) -> None:
         """Time the end of each write transaction outside a wrapped stage: the COMMIT, and its fsync."""
@@ -237,7 +234,7 @@ def _per_object(
 ) -> dict[str, float]:
     spent = dict(seconds)
     for inner, outer in NESTED.items():
-        if outer and inner in spent and outer in spent:
+        if inner in spent and outer in spent:
             spent[outer] -= spent[inner]
     out = {f"{what}: total (in process)": total / count * 1e6}
     named = 0.0
